@@ -1,0 +1,95 @@
+"""Argument and input checks shared by the layers.
+
+Every check raises before any arithmetic, with a message that names the layer (``where``),
+what it expected and what it got, e.g.
+``Conv2d(3->16, kernel_size=(3, 3)): expected x with 3 channels, got x of shape (2, 4, 32, 32)``.
+Wrong kinds of things are ``TypeError``; right kinds with wrong values are ``ValueError``.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+from .backend import get_array_module, is_array
+
+__all__ = [
+    "as_pair",
+    "check_cache",
+    "check_grad",
+    "check_input",
+    "check_probability",
+    "check_same_device",
+]
+
+
+def as_pair(where: str, name: str, value, minimum: int | None = None) -> tuple[int, int]:
+    """``value`` (an int or a pair of ints, as PyTorch takes them) as a pair ``(h, w)``."""
+    if isinstance(value, Integral) and not isinstance(value, bool):
+        pair = (int(value), int(value))
+    elif (isinstance(value, (tuple, list)) and len(value) == 2
+          and all(isinstance(v, Integral) and not isinstance(v, bool) for v in value)):
+        pair = (int(value[0]), int(value[1]))
+    else:
+        raise TypeError(f"{where}: {name} must be an int or a pair of ints, got {value!r}")
+    if minimum is not None and min(pair) < minimum:
+        raise ValueError(f"{where}: {name} must be >= {minimum}, got {value!r}")
+    return pair
+
+
+def check_probability(where: str, p) -> float:
+    """A drop probability in [0, 1)."""
+    if not isinstance(p, Real) or isinstance(p, bool):
+        raise TypeError(f"{where}: p must be a number in [0, 1), got {p!r}")
+    if not 0.0 <= float(p) < 1.0:
+        raise ValueError(f"{where}: p must be in [0, 1), got {p!r}")
+    return float(p)
+
+
+def check_input(where: str, x, *, ndim: int = 4, channels: int | None = None,
+                dtype=None, name: str = "x", floating: bool = True) -> None:
+    """``x`` is an array of rank ``ndim`` (NCHW by default) with the expected channels/dtype.
+
+    ``dtype``, when given, is the dtype of the layer's parameters: a float64 input to a
+    float32 layer is refused rather than silently promoted.
+    """
+    if not is_array(x):
+        raise TypeError(f"{where}: expected {name} to be an array, got {type(x).__name__}")
+    if x.ndim != ndim:
+        layout = {4: " (N, C, H, W)", 3: " (N, H, W)"}.get(ndim, "")
+        raise ValueError(f"{where}: expected {name} of rank {ndim}{layout}, "
+                         f"got {name} of shape {tuple(x.shape)}")
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(f"{where}: expected {name} with {channels} channels, "
+                         f"got {name} of shape {tuple(x.shape)}")
+    if floating and x.dtype.kind != "f":
+        raise TypeError(f"{where}: expected a float32 or float64 {name}, got dtype {x.dtype}")
+    if dtype is not None and x.dtype != dtype:
+        raise TypeError(f"{where}: {name} has dtype {x.dtype} but the layer's parameters are "
+                        f"{dtype}; convert one of them (module.to(dtype=...))")
+
+
+def check_same_device(where: str, *arrays) -> None:
+    """All arrays on one device (NumPy vs CuPy); ``TypeError`` naming the layer otherwise."""
+    try:
+        get_array_module(*arrays)
+    except TypeError as error:
+        raise TypeError(f"{where}: {error}") from None
+
+
+def check_cache(where: str, cache) -> None:
+    """``backward`` needs what ``forward`` cached; refuse a backward with no forward before."""
+    if cache is None:
+        raise ValueError(f"{where}: backward called before forward (or twice after one "
+                         f"forward); call forward first")
+
+
+def check_grad(where: str, dy, expected_shape, expected_dtype=None, name: str = "dy") -> None:
+    """The upstream gradient has exactly the shape (and dtype) of the forward output."""
+    if not is_array(dy):
+        raise TypeError(f"{where}: expected {name} to be an array, got {type(dy).__name__}")
+    if tuple(dy.shape) != tuple(expected_shape):
+        raise ValueError(f"{where}: expected {name} of shape {tuple(expected_shape)} "
+                         f"(the forward output's), got {tuple(dy.shape)}")
+    if expected_dtype is not None and dy.dtype != expected_dtype:
+        raise TypeError(f"{where}: expected {name} of dtype {expected_dtype} "
+                        f"(the forward output's), got {dy.dtype}")

@@ -1,0 +1,294 @@
+"""``Module`` and ``Parameter``: the bookkeeping every layer shares.
+
+A module registers what it owns by plain attribute assignment, as in PyTorch:
+``self.weight = Parameter(...)`` makes a parameter, ``self.register_buffer("running_mean",
+...)`` a buffer, ``self.conv1 = Conv2d(...)`` a child module. From that registry come
+``parameters()``, ``state_dict()`` (PyTorch's key names: ``conv1.weight``,
+``bn1.running_mean``, ``bn1.num_batches_tracked``), ``to(device, dtype)``, ``train()``
+and ``eval()``.
+
+Unlike PyTorch there is no autograd: every module writes ``backward(dy) -> dx`` by hand.
+``backward`` *adds* into each parameter's ``.grad`` (so a parameter used twice collects
+both contributions) and never writes into its arguments or its cache.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+
+from .. import backend
+from ..backend import get_array_module, to_device, to_numpy
+
+__all__ = ["Module", "Parameter", "Sequential", "Identity"]
+
+
+class Parameter:
+    """A trainable array ``data`` with its accumulated gradient ``grad`` (same shape).
+
+    ``requires_grad=False`` freezes it: layers skip its gradient and optimizers skip it.
+    """
+
+    def __init__(self, data, requires_grad: bool = True):
+        self.data = data
+        self.grad = get_array_module(data).zeros_like(data)
+        self.requires_grad = bool(requires_grad)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    def zero_grad(self) -> None:
+        self.grad[...] = 0.0
+
+    def __repr__(self) -> str:
+        frozen = "" if self.requires_grad else ", requires_grad=False"
+        return f"Parameter(shape={self.shape}, dtype={self.dtype}{frozen})"
+
+
+class Module:
+    """Base class of every layer and model.
+
+    Subclasses implement ``forward(x)`` (cache what backward needs) and ``backward(dy)``
+    (return ``dx``, add into parameter grads). ``__call__`` is ``forward``.
+    """
+
+    training: bool
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    # --- registration -------------------------------------------------------------------
+    def __setattr__(self, name: str, value) -> None:
+        if "_parameters" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__}: call super().__init__() before "
+                                 f"assigning attributes")
+        for registry in (self._parameters, self._buffers, self._modules):
+            registry.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def register_buffer(self, name: str, array) -> None:
+        """A non-trainable array in the state_dict (running statistics, counters)."""
+        setattr(self, name, array)
+        self._buffers[name] = True  # the value lives on the attribute; this keeps order
+
+    def add_module(self, name: str, module: Module) -> None:
+        setattr(self, name, module)
+
+    # --- traversal ----------------------------------------------------------------------
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        yield prefix, self
+        for name, child in self._modules.items():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self) -> Iterator[Module]:
+        for _, module in self.named_modules():
+            yield module
+
+    def children(self) -> Iterator[Module]:
+        yield from self._modules.values()
+
+    def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
+        for prefix, module in self.named_modules():
+            for name, param in module._parameters.items():
+                yield (f"{prefix}.{name}" if prefix else name), param
+
+    def parameters(self) -> Iterator[Parameter]:
+        for _, param in self.named_parameters():
+            yield param
+
+    def named_buffers(self) -> Iterator[tuple[str, object]]:
+        for prefix, module in self.named_modules():
+            for name in module._buffers:
+                yield (f"{prefix}.{name}" if prefix else name), getattr(module, name)
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(int(p.data.size) for p in self.parameters()
+                   if p.requires_grad or not trainable_only)
+
+    # --- modes and gradients ------------------------------------------------------------
+    def train(self, mode: bool = True) -> Module:
+        for module in self.modules():
+            object.__setattr__(module, "training", bool(mode))
+        return self
+
+    def eval(self) -> Module:
+        return self.train(False)
+
+    def zero_grad(self) -> None:
+        for param in self.parameters():
+            param.zero_grad()
+
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
+        """Freeze (``False``) or unfreeze every parameter below this module."""
+        for param in self.parameters():
+            param.requires_grad = bool(requires_grad)
+        return self
+
+    # --- device and dtype ---------------------------------------------------------------
+    @property
+    def device(self) -> str:
+        """Where the first parameter or buffer lives (``"cpu"`` for a module with none)."""
+        for param in self.parameters():
+            return backend.device_of(param.data)
+        for _, array in self.named_buffers():
+            return backend.device_of(array)
+        return "cpu"
+
+    def to(self, device: str | None = None, dtype=None) -> Module:
+        """Move (``device``) and/or cast (``dtype``, floating arrays only) every parameter,
+        gradient and buffer, in place; returns ``self`` as PyTorch does."""
+        if device is not None:
+            backend.array_module(device)  # validates the name and that the device exists
+        if dtype is not None:
+            dtype = backend.resolve_dtype(dtype)
+
+        def convert(array):
+            if device is not None:
+                array = to_device(array, device)
+            if dtype is not None and array.dtype.kind == "f" and array.dtype != dtype:
+                array = array.astype(dtype)
+            return array
+
+        for module in self.modules():
+            for param in module._parameters.values():
+                param.data = convert(param.data)
+                param.grad = convert(param.grad)
+            for name in module._buffers:
+                object.__setattr__(module, name, convert(getattr(module, name)))
+            module._after_to(device, dtype)
+        return self
+
+    def _after_to(self, device, dtype) -> None:
+        """Hook for modules that hold device-bound state besides parameters and buffers."""
+
+    # --- state_dict ---------------------------------------------------------------------
+    def state_dict(self) -> OrderedDict:
+        """Parameters then buffers of each module, in registration order, with PyTorch's
+        dotted keys. The values are the module's own arrays (not copies), as in PyTorch."""
+        state = OrderedDict()
+        for prefix, module in self.named_modules():
+            dot = f"{prefix}." if prefix else ""
+            for name, param in module._parameters.items():
+                state[dot + name] = param.data
+            for name in module._buffers:
+                state[dot + name] = getattr(module, name)
+        return state
+
+    def load_state_dict(self, state_dict, strict: bool = True) -> None:
+        """Copy arrays into this module's parameters and buffers, keeping their device and
+        dtype. Accepts NumPy arrays, CuPy arrays, or anything ``numpy.asarray`` takes (e.g.
+        ``{k: v.numpy() for k, v in torch_model.state_dict().items()}``).
+
+        A missing, unexpected or mis-shaped key is a ``ValueError`` that lists them all
+        (missing and unexpected are tolerated when ``strict=False``; shapes never are).
+        """
+        own = self.state_dict()
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        mismatched = [f"{k}: expected {tuple(own[k].shape)}, got {tuple(_shape(state_dict[k]))}"
+                      for k in own if k in state_dict
+                      and tuple(_shape(state_dict[k])) != tuple(own[k].shape)]
+        problems = []
+        if strict and missing:
+            problems.append(f"missing keys {missing}")
+        if strict and unexpected:
+            problems.append(f"unexpected keys {unexpected}")
+        if mismatched:
+            problems.append(f"shape mismatch for {mismatched}")
+        if problems:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: " + "; ".join(problems))
+
+        for prefix, module in self.named_modules():
+            dot = f"{prefix}." if prefix else ""
+            for name, param in module._parameters.items():
+                if dot + name in state_dict:
+                    param.data = _like(state_dict[dot + name], param.data)
+            for name in module._buffers:
+                if dot + name in state_dict:
+                    current = getattr(module, name)
+                    object.__setattr__(module, name, _like(state_dict[dot + name], current))
+
+    # --- forward / backward -------------------------------------------------------------
+    def forward(self, x):
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward")
+
+    def backward(self, dy):
+        raise NotImplementedError(f"{type(self).__name__} does not implement backward")
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    # --- printing -----------------------------------------------------------------------
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        lines = [f"({name}): {child!r}".replace("\n", "\n  ")
+                 for name, child in self._modules.items()]
+        head = f"{type(self).__name__}({self.extra_repr()}"
+        return head + ")" if not lines else head + "\n  " + "\n  ".join(lines) + "\n)"
+
+
+def _shape(value) -> tuple[int, ...]:
+    shape = getattr(value, "shape", None)
+    return tuple(shape) if shape is not None else tuple(backend.np.shape(value))
+
+
+def _like(value, reference):
+    """``value`` as a fresh array with ``reference``'s device and dtype."""
+    xp = get_array_module(reference)
+    host = value if backend.is_array(value) else backend.np.asarray(value)
+    return xp.asarray(to_numpy(host).astype(reference.dtype, copy=True))
+
+
+class Sequential(Module):
+    """Modules applied in order; ``backward`` walks them in reverse."""
+
+    def __init__(self, *modules: Module):
+        super().__init__()
+        for index, module in enumerate(modules):
+            if not isinstance(module, Module):
+                raise TypeError(f"Sequential: item {index} is a {type(module).__name__}, "
+                                f"not a Module")
+            self.add_module(str(index), module)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __getitem__(self, index: int) -> Module:
+        return list(self._modules.values())[index]
+
+    def forward(self, x):
+        for module in self:
+            x = module(x)
+        return x
+
+    def backward(self, dy):
+        for module in reversed(list(self)):
+            dy = module.backward(dy)
+        return dy
+
+
+class Identity(Module):
+    """Returns its input; its gradient passes through unchanged."""
+
+    def forward(self, x):
+        return x
+
+    def backward(self, dy):
+        return dy

@@ -1,0 +1,753 @@
+"""Data: a toy shapes dataset, VOC-layout folders on disk, and a batching loader.
+
+Everything here runs on the host in NumPy; only the loader's finished batches move to the
+device (once per batch). A dataset is anything with ``len(ds)`` and ``ds[i] -> (image,
+mask)``:
+
+- ``image``: float32 (3, H, W), RGB in [0, 1];
+- ``mask``:  uint8 (H, W) class indices, ``255`` (``IGNORE_INDEX``) for void pixels, which
+  the loss and the metrics skip (the Pascal VOC convention). The loader delivers masks as
+  int64, the dtype the loss takes.
+
+The datasets here also say ``classes`` (names), ``num_classes`` and ``ignore_index``.
+
+    train, val = Shapes.splits(2000, 500)               # generated in about a second
+    loader = DataLoader(train, batch_size=16, shuffle=True, hflip=True, device="gpu")
+    for images, masks in loader:                        # (16, 3, 64, 64), (16, 64, 64)
+        ...
+
+    voc = SegmentationFolder("VOCdevkit/VOC2012", split="val", image_size=256,
+                             classes=VOC_CLASSES)
+
+Pillow (``pip install "minifcn[train]"``) is needed only for the functions that read or
+write image files.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from numbers import Integral, Real
+from pathlib import Path
+
+from .backend import (
+    Generator,
+    array_module,
+    default_device,
+    is_array,
+    np,
+    resolve_dtype,
+    to_device,
+    to_numpy,
+)
+from .checks import as_pair
+
+__all__ = [
+    "IGNORE_INDEX",
+    "PALETTE",
+    "VOC_CLASSES",
+    "VOID_COLOR",
+    "DataLoader",
+    "SegmentationFolder",
+    "ShapeObjects",
+    "Shapes",
+    "class_frequencies",
+    "colorize",
+    "load_image",
+    "median_frequency_weights",
+    "save_mask_png",
+    "voc_palette",
+    "write_voc_folder",
+]
+
+IGNORE_INDEX = 255
+
+VOC_CLASSES = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
+    "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
+    "sheep", "sofa", "train", "tvmonitor",
+)
+
+
+def _derive_seed(*keys: int) -> int:
+    """One seed from several integers (a base seed, a split, an epoch): distinct key tuples
+    give independent streams, unlike ``seed + offset``, where (0, 1) and (1, 0) collide."""
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
+
+
+# ---------------------------------------------------------------------------------------
+# Colours
+
+def voc_palette(num_colors: int = 256) -> np.ndarray:
+    """Pascal VOC's colour map: (num_colors, 3) uint8 RGB, colour ``i`` for label ``i``.
+
+    The bits of ``i`` are dealt out to R, G, B in turn and written from the most significant
+    bit down, so neighbouring labels get very different colours. Entry 255 is VOC's cream
+    void colour (224, 224, 192).
+    """
+    labels = np.arange(num_colors)
+    palette = np.zeros((num_colors, 3), dtype=np.uint8)
+    for level in range(8):
+        for channel in range(3):
+            bit = (labels >> (3 * level + channel)) & 1
+            palette[:, channel] |= (bit << (7 - level)).astype(np.uint8)
+    return palette
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
+
+
+# The toy classes wear VOC's first four colours, so a Shapes mask written as a VOC PNG
+# (``write_voc_folder``) looks the same in any image viewer as in ``colorize``.
+PALETTE = _read_only(voc_palette(4))
+VOID_COLOR = _read_only(voc_palette(256)[IGNORE_INDEX])
+
+
+def _palette_table(palette, labels: np.ndarray) -> np.ndarray:
+    """A (256, 3) uint8 lookup table from ``palette`` ((K, 3) RGB; ``None``: VOC's), with
+    the void colour at 255; ``ValueError`` when ``labels`` use an index it has no colour for."""
+    if palette is None:
+        return voc_palette(256)
+    palette = np.asarray(palette, dtype=np.uint8)
+    if palette.ndim != 2 or palette.shape[1] != 3 or not 0 < len(palette) <= IGNORE_INDEX:
+        raise ValueError(f"palette must be a (K, 3) array of RGB colours with K <= 255, "
+                         f"got shape {palette.shape}")
+    uncolored = np.unique(labels[(labels >= len(palette)) & (labels != IGNORE_INDEX)])
+    if uncolored.size:
+        raise ValueError(f"labels {uncolored.tolist()} have no colour in a palette of "
+                         f"{len(palette)}; pass palette=voc_palette() for up to 255 classes")
+    table = np.zeros((256, 3), dtype=np.uint8)
+    table[:len(palette)] = palette
+    table[IGNORE_INDEX] = VOID_COLOR
+    return table
+
+
+def _host_labels(mask, where: str) -> np.ndarray:
+    mask = to_numpy(mask)
+    if mask.dtype.kind not in "iu":
+        raise TypeError(f"{where}: expected an integer mask, got dtype {mask.dtype}")
+    if mask.size and (int(mask.min()) < 0 or int(mask.max()) > IGNORE_INDEX):
+        raise ValueError(f"{where}: mask values must be in [0, 255], got "
+                         f"[{int(mask.min())}, {int(mask.max())}]")
+    return mask.astype(np.uint8)
+
+
+def colorize(mask, palette=None) -> np.ndarray:
+    """RGB picture of a mask: (..., H, W) labels -> (..., H, W, 3) uint8 on the host.
+
+    ``palette``: (K, 3) RGB colours for labels 0..K-1 (e.g. ``PALETTE``); ``None`` takes
+    VOC's colour map, whose first four colours are ``PALETTE``. Void (255) is ``VOID_COLOR``.
+    """
+    labels = _host_labels(mask, "colorize")
+    return _palette_table(palette, labels)[labels]
+
+
+def _pil():
+    try:
+        from PIL import Image
+    except ImportError as error:
+        raise ImportError('reading and writing images needs Pillow: pip install '
+                          '"minifcn[train]"') from error
+    return Image
+
+
+def save_mask_png(path, mask, palette=None) -> None:
+    """Write a (H, W) label mask as a palette ('P' mode) PNG, as VOC stores its masks.
+
+    The pixel values are the labels themselves (read back exactly); ``palette`` (as in
+    :func:`colorize`) only sets how viewers show them.
+    """
+    labels = _host_labels(mask, "save_mask_png")
+    if labels.ndim != 2:
+        raise ValueError(f"save_mask_png: expected a (H, W) mask, got shape {labels.shape}")
+    image = _pil().fromarray(labels)  # mode 'L'; a palette turns it into 'P'
+    image.putpalette(_palette_table(palette, labels).tobytes())
+    image.save(path, format="PNG")
+
+
+# ---------------------------------------------------------------------------------------
+# The toy dataset
+
+# Object size ("size": a circle's radius, a square's half side) in pixels at 64 x 64,
+# scaled in proportion to image_size.
+SIZE_RANGE = (6.0, 20.0)
+# A triangle of circumradius ``size`` would cover only 41% of a same-size circle's area;
+# 1.4 x brings it to 81%, so no class is systematically tiny.
+TRIANGLE_SCALE = 1.4
+MIN_IMAGE_SIZE = 16
+# Object colours are redrawn until this far (Euclidean, in RGB [0, 1]^3) from the
+# background under the object's centre, so every object is visible in the image.
+MIN_CONTRAST = 0.3
+_CONTRAST_ROUNDS = 20
+_SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class ShapeObjects:
+    """What the generator drew, slot by slot: K = max_objects slots per image, drawn in
+    order (later slots occlude earlier ones); unused slots have class 0.
+
+    classes: (N, K) int64 in {0, 1, 2, 3}; centers: (N, K, 2) float32 (row, column) in
+    pixels (pixel (i, j) has its centre at (i + 0.5, j + 0.5)); sizes: (N, K) float32;
+    angles: (N, K) float32 radians; colors: (N, K, 3) float32 RGB.
+    """
+
+    classes: np.ndarray
+    centers: np.ndarray
+    sizes: np.ndarray
+    angles: np.ndarray
+    colors: np.ndarray
+
+
+class Shapes:
+    """Toy segmentation: circles, squares and triangles on a noisy colour gradient.
+
+    Generated in memory, vectorised over the images (about a second for 2500 at 64 x 64),
+    deterministic by ``(seed, split)``, no download.
+
+    - Background: a linear gradient between two random colours along a random direction.
+    - 1 to 4 objects (``min_objects``, ``max_objects``) per image, each a circle (class 1),
+      square (2; half of them rotated by a random angle) or equilateral triangle (3, random
+      rotation, circumradius ``TRIANGLE_SCALE`` x size), of size 6 to 20 px at 64 x 64
+      (scaled with ``image_size``), at a random position, in a random colour that does not
+      depend on the class: the class is in the shape alone. Later objects occlude earlier
+      ones, in the image and in the mask.
+    - Gaussian pixel noise of standard deviation ``noise``, then clipped to [0, 1].
+    - Masks: 0 background, 1 circle, 2 square, 3 triangle, and, with ``void_band``, 255 on
+      every pixel with a 4-neighbour of another label (a 1-px band on each side of every
+      edge, as VOC marks object outlines).
+
+    Attributes: ``images`` (N, 3, S, S) float32, ``masks`` (N, S, S) uint8, ``objects``
+    (a :class:`ShapeObjects`), ``num_objects`` (N,) int64. ``ds[i] -> (images[i], masks[i])``.
+
+    Splits: ``split`` ("train", "val" or "test") and ``seed`` together seed the generator,
+    so ``Shapes(n, seed=0, split="val")`` shares no images with the train split of any
+    seed. :meth:`splits` builds a train and a validation set at once.
+    """
+
+    CLASSES = ("background", "circle", "square", "triangle")
+    classes = CLASSES  # the name every dataset here shares (SegmentationFolder.classes)
+    num_classes = 4
+    ignore_index = IGNORE_INDEX
+
+    def __init__(self, n: int, image_size: int = 64, seed: int = 0, split: str = "train", *,
+                 min_objects: int = 1, max_objects: int = 4, noise: float = 0.05,
+                 void_band: bool = True):
+        where = f"Shapes(n={n!r}, image_size={image_size!r})"
+        for name, value in (("n", n), ("image_size", image_size), ("seed", seed),
+                            ("min_objects", min_objects), ("max_objects", max_objects)):
+            if not isinstance(value, Integral) or isinstance(value, bool):
+                raise TypeError(f"{where}: {name} must be an int, got {value!r}")
+        if n < 0 or seed < 0:
+            raise ValueError(f"{where}: n and seed must be >= 0, got n={n}, seed={seed}")
+        if image_size < MIN_IMAGE_SIZE:
+            raise ValueError(f"{where}: image_size must be >= {MIN_IMAGE_SIZE}, got {image_size}")
+        if not 1 <= min_objects <= max_objects:
+            raise ValueError(f"{where}: need 1 <= min_objects <= max_objects, got "
+                             f"min_objects={min_objects}, max_objects={max_objects}")
+        if split not in _SPLITS:
+            raise ValueError(f"{where}: split must be one of {_SPLITS}, got {split!r}")
+        if not isinstance(noise, Real) or not 0.0 <= noise < 1.0:
+            raise ValueError(f"{where}: noise must be a number in [0, 1), got {noise!r}")
+
+        self.image_size, self.seed, self.split = int(image_size), int(seed), split
+        rng = Generator(_derive_seed(seed, _SPLITS.index(split)))
+        gradient = _draw_background(rng, int(n))
+        self.objects = _draw_objects(rng, int(n), self.image_size, min_objects, max_objects,
+                                     gradient)
+        self.num_objects = (self.objects.classes > 0).sum(axis=1)
+        self.images, labels = _render(self.objects, gradient, self.image_size)
+        self.images += float(noise) * rng.standard_normal(self.images.shape, dtype="float32")
+        np.clip(self.images, 0.0, 1.0, out=self.images)
+        self.masks = labels
+        if void_band:
+            self.masks = np.where(_label_boundary(labels), np.uint8(IGNORE_INDEX), labels)
+
+    @classmethod
+    def splits(cls, train_size: int, val_size: int, image_size: int = 64, seed: int = 0,
+               **kwargs) -> tuple[Shapes, Shapes]:
+        """``(train, val)``: the "train" and "val" splits of ``seed`` (no shared images)."""
+        return (cls(train_size, image_size, seed, "train", **kwargs),
+                cls(val_size, image_size, seed, "val", **kwargs))
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.images[index], self.masks[index]
+
+    def __repr__(self) -> str:
+        return (f"Shapes(n={len(self)}, image_size={self.image_size}, seed={self.seed}, "
+                f"split={self.split!r})")
+
+
+def _draw_background(rng: Generator, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per image: the gradient's two end colours (N, 3) and its direction (N,) in radians."""
+    start = rng.random((n, 3))
+    end = rng.random((n, 3))
+    direction = rng.uniform(0.0, 2.0 * math.pi, n)
+    return start, end, direction
+
+
+def _gradient_color(gradient, rows, cols, image_size: int) -> np.ndarray:
+    """Background colour at pixel positions ``rows``, ``cols`` (arrays broadcasting against
+    (N, 1, ...)): (N, 3, ...) float32.
+
+    The colour goes linearly from ``start`` to ``end`` along the direction; the position
+    along it, ``t``, is the projection normalised so that it spans (0, 1) over the image.
+    """
+    start, end, direction = gradient
+    along_x, along_y = np.cos(direction), np.sin(direction)
+    half = image_size / 2.0
+    extent = (np.abs(along_x) + np.abs(along_y)) * image_size  # 2 x the largest projection
+    shape = (-1,) + (1,) * (np.ndim(rows) - 1)
+    t = 0.5 + ((cols - half) * along_x.reshape(shape) + (rows - half) * along_y.reshape(shape)
+               ) / extent.reshape(shape)
+    channels = (-1, 3) + (1,) * (t.ndim - 1)
+    return (start.reshape(channels) + (end - start).reshape(channels) * t[:, None]).astype(
+        np.float32)
+
+
+def _draw_objects(rng: Generator, n: int, image_size: int, min_objects: int,
+                  max_objects: int, gradient) -> ShapeObjects:
+    slots = np.arange(max_objects)
+    counts = rng.integers(min_objects, max_objects + 1, size=n)
+    classes = rng.integers(1, 4, size=(n, max_objects))
+    classes = np.where(slots < counts[:, None], classes, 0)
+
+    scale = image_size / 64.0
+    sizes = rng.uniform(SIZE_RANGE[0] * scale, SIZE_RANGE[1] * scale, (n, max_objects))
+    # The centre stays ``size`` away from the border: the inscribed circle is always inside.
+    room = image_size - 2.0 * sizes[..., None]
+    centers = sizes[..., None] + rng.random((n, max_objects, 2)) * room
+    angles = rng.uniform(0.0, 2.0 * math.pi, (n, max_objects))
+    axis_aligned = (classes == 2) & (rng.random((n, max_objects)) < 0.5)
+    angles = np.where(axis_aligned, np.float32(0.0), angles)
+
+    behind = _gradient_color(gradient, centers[..., 0], centers[..., 1], image_size)
+    behind = behind.transpose(0, 2, 1)  # (N, K, 3), like colors
+    colors = rng.random((n, max_objects, 3))
+    for _ in range(_CONTRAST_ROUNDS):  # each round redraws, at once, every colour too close
+        close = np.sqrt(((colors - behind) ** 2).sum(axis=-1)) < MIN_CONTRAST
+        if not close.any():
+            break
+        colors[close] = rng.random((int(close.sum()), 3))
+    return ShapeObjects(classes=classes.astype(np.int64), centers=centers.astype(np.float32),
+                        sizes=sizes, angles=angles, colors=colors)
+
+
+def _inside(kind: int, rows, cols, centers, sizes, angles) -> np.ndarray:
+    """Which pixels each object covers: (B, S, S) bool for B objects of one kind.
+
+    rows (S, 1), cols (1, S): pixel centres; centers (B, 2); sizes, angles (B,).
+    A circle is every point within ``size`` of its centre. A regular polygon is every point
+    whose projection onto each side's outward normal is at most the inradius: a square has
+    4 normals and inradius ``size``, an equilateral triangle 3 normals and inradius half its
+    circumradius.
+    """
+    dy = rows[None] - centers[:, 0, None, None]
+    dx = cols[None] - centers[:, 1, None, None]
+    size = sizes[:, None, None]
+    if kind == 1:
+        return dx * dx + dy * dy <= size * size
+    sides, inradius = (4, size) if kind == 2 else (3, 0.5 * TRIANGLE_SCALE * size)
+    reach = None
+    for side in range(sides):
+        normal = angles[:, None, None] + 2.0 * math.pi * side / sides
+        projection = dx * np.cos(normal) + dy * np.sin(normal)
+        reach = projection if reach is None else np.maximum(reach, projection)
+    return reach <= inradius
+
+
+def _render(objects: ShapeObjects, gradient, image_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Noise-free images (N, 3, S, S) float32 and labels (N, S, S) uint8.
+
+    Slots are painted in order, each over all images at once, one object kind at a time
+    (so each pixel test is computed only for the images that hold that kind in that slot).
+    """
+    n = len(objects.classes)
+    pixel_centers = np.arange(image_size, dtype=np.float32) + 0.5
+    rows, cols = pixel_centers[:, None], pixel_centers[None, :]
+    images = _gradient_color(gradient, rows[None], cols[None], image_size)
+    labels = np.zeros((n, image_size, image_size), dtype=np.uint8)
+    for slot in range(objects.classes.shape[1]):
+        for kind in (1, 2, 3):
+            hit = np.flatnonzero(objects.classes[:, slot] == kind)
+            if hit.size == 0:
+                continue
+            inside = _inside(kind, rows, cols, objects.centers[hit, slot],
+                             objects.sizes[hit, slot], objects.angles[hit, slot])
+            labels[hit] = np.where(inside, np.uint8(kind), labels[hit])
+            color = objects.colors[hit, slot][:, :, None, None]
+            images[hit] = np.where(inside[:, None], color, images[hit])
+    return images, labels
+
+
+def _label_boundary(labels: np.ndarray) -> np.ndarray:
+    """(N, H, W) bool: pixels with a 4-neighbour (up, down, left, right) of another label."""
+    boundary = np.zeros(labels.shape, dtype=bool)
+    vertical = labels[:, 1:, :] != labels[:, :-1, :]  # pixel vs the one below it
+    boundary[:, 1:, :] |= vertical
+    boundary[:, :-1, :] |= vertical
+    horizontal = labels[:, :, 1:] != labels[:, :, :-1]  # pixel vs the one to its right
+    boundary[:, :, 1:] |= horizontal
+    boundary[:, :, :-1] |= horizontal
+    return boundary
+
+
+# ---------------------------------------------------------------------------------------
+# Datasets on disk (the Pascal VOC layout)
+
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+class SegmentationFolder:
+    """Image/mask pairs on disk in the Pascal VOC layout::
+
+        root/JPEGImages/<id>.jpg (or .png)            the image (any mode; read as RGB)
+        root/SegmentationClass/<id>.png               its mask: a palette ('P') PNG whose
+                                                      indices are the labels, or a grayscale
+                                                      ('L') PNG of labels; 255 = void
+        root/ImageSets/Segmentation/<split>.txt       optional lists of ids, one per line
+
+    ``split=None`` takes every mask in SegmentationClass (VOC's JPEGImages also holds
+    detection-only images, which have no mask); ``split="train"`` the ids in train.txt.
+
+    ``image_size`` (an int or (H, W)): scale so the image covers that size (bilinear for
+    images, nearest for masks, which must keep whole labels), then crop the centre. Without
+    it, each pair keeps its own size (batch it with ``batch_size=1``).
+
+    ``num_classes``: labels must lie in [0, num_classes) or be 255. Default: ``len(classes)``
+    when ``classes`` (names, e.g. ``VOC_CLASSES``) is given, else one more than the largest
+    label found in the masks (which reads every mask once, up front).
+
+    ``ds[i] -> (image (3, H, W) float32 in [0, 1], mask (H, W) uint8)``, read from disk on
+    each call. Missing folders or files are ``FileNotFoundError``; unreadable files and
+    labels out of range are ``ValueError``; each names the path.
+    """
+
+    ignore_index = IGNORE_INDEX
+
+    def __init__(self, root, split: str | None = None, image_size=None,
+                 num_classes: int | None = None, classes: Sequence[str] | None = None):
+        self.root = Path(root)
+        self._where = f"SegmentationFolder({str(root)!r})"
+        self.image_size = None if image_size is None else as_pair(
+            self._where, "image_size", image_size, minimum=1)
+        image_dir, mask_dir = self.root / "JPEGImages", self.root / "SegmentationClass"
+        for folder in (self.root, image_dir, mask_dir):
+            if not folder.is_dir():
+                raise FileNotFoundError(f"{self._where}: folder {folder} does not exist (expected "
+                                        f"root/JPEGImages and root/SegmentationClass)")
+        self.split = split
+        if split is None:
+            self.ids = sorted(path.stem for path in mask_dir.glob("*.png"))
+        else:
+            listing = self.root / "ImageSets" / "Segmentation" / f"{split}.txt"
+            if not listing.is_file():
+                raise FileNotFoundError(f"{self._where}: split file {listing} does not exist")
+            self.ids = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
+        if not self.ids:
+            raise ValueError(f"{self._where}: no image/mask pairs found in {mask_dir}"
+                             + ("" if split is None else f" for split {split!r}"))
+        self.image_paths = [self._image_path(image_dir, name) for name in self.ids]
+        self.mask_paths = [mask_dir / f"{name}.png" for name in self.ids]
+        for image_path, mask_path in zip(self.image_paths, self.mask_paths, strict=True):
+            if not mask_path.is_file():
+                raise FileNotFoundError(f"{self._where}: image {image_path} has no mask "
+                                        f"{mask_path}")
+
+        if classes is not None:
+            classes = tuple(classes)
+            if num_classes is not None and num_classes != len(classes):
+                raise ValueError(f"{self._where}: num_classes={num_classes} but "
+                                 f"{len(classes)} class names given")
+            num_classes = len(classes)
+        elif num_classes is None:
+            largest = max(_largest_label(self._read_mask(path)) for path in self.mask_paths)
+            num_classes = largest + 1
+        if not isinstance(num_classes, Integral) or not 1 <= num_classes <= IGNORE_INDEX:
+            raise ValueError(f"{self._where}: num_classes must be an int in [1, 255], "
+                             f"got {num_classes!r}")
+        self.num_classes = int(num_classes)
+        self.classes = classes if classes is not None else tuple(map(str, range(num_classes)))
+
+    def _image_path(self, image_dir: Path, name: str) -> Path:
+        for suffix in _IMAGE_SUFFIXES:
+            path = image_dir / f"{name}{suffix}"
+            if path.is_file():
+                return path
+        raise FileNotFoundError(f"{self._where}: no image {image_dir / name}"
+                                f"{{{','.join(_IMAGE_SUFFIXES)}}} for mask or id {name!r}")
+
+    def _read_mask(self, path: Path):
+        mask = _open_image(path, self._where, "mask")
+        if mask.mode not in ("P", "L"):
+            raise ValueError(f"{self._where}: mask {path} has mode {mask.mode!r}; expected a "
+                             f"palette ('P') or grayscale ('L') PNG of class indices")
+        return mask
+
+    def _fit(self, image, resample):
+        """Scale ``image`` (a Pillow image) to cover ``image_size``, then crop the centre."""
+        height, width = self.image_size
+        scale = max(height / image.height, width / image.width)
+        scaled = (max(width, round(image.width * scale)), max(height, round(image.height * scale)))
+        if scaled != image.size:
+            image = image.resize(scaled, resample=resample)
+        left, top = (scaled[0] - width) // 2, (scaled[1] - height) // 2
+        return image.crop((left, top, left + width, top + height))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        image_path, mask_path = self.image_paths[index], self.mask_paths[index]
+        image = _open_image(image_path, self._where, "image").convert("RGB")
+        mask = self._read_mask(mask_path)
+        if image.size != mask.size:
+            raise ValueError(f"{self._where}: image {image_path} is {image.width}x"
+                             f"{image.height} but its mask {mask_path} is {mask.width}x"
+                             f"{mask.height}")
+        if self.image_size is not None:
+            resampling = _pil().Resampling
+            image = self._fit(image, resampling.BILINEAR)
+            mask = self._fit(mask, resampling.NEAREST)
+        labels = np.array(mask, dtype=np.uint8)
+        bad = np.unique(labels[(labels >= self.num_classes) & (labels != IGNORE_INDEX)])
+        if bad.size:
+            raise ValueError(f"{self._where}: mask {mask_path} has values {bad.tolist()} "
+                             f"outside [0, {self.num_classes}) (255 marks void)")
+        return _rgb_array(image), labels
+
+    def __repr__(self) -> str:
+        return (f"SegmentationFolder({str(self.root)!r}, split={self.split!r}, n={len(self)}, "
+                f"num_classes={self.num_classes})")
+
+
+def _open_image(path: Path, where: str, what: str):
+    """The Pillow image in file ``path``, loaded and detached from the file; a corrupt or
+    unreadable file is a ``ValueError`` naming it."""
+    try:
+        with _pil().open(path) as image:
+            image.load()
+            return image.copy()  # the with-block closes the file and frees ``image``
+    except (OSError, SyntaxError, ValueError) as error:  # Pillow's ways of saying "corrupt"
+        raise ValueError(f"{where}: cannot read {what} {path}: {error}") from None
+
+
+def _rgb_array(image) -> np.ndarray:
+    """A Pillow RGB image as (3, H, W) float32 in [0, 1]."""
+    pixels = np.array(image, dtype=np.float32) / 255.0  # (H, W, 3)
+    return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+
+
+def load_image(path) -> np.ndarray:
+    """An image file (any format and mode Pillow reads) as (3, H, W) float32 RGB in [0, 1]."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"load_image: no image file {path}")
+    return _rgb_array(_open_image(path, "load_image", "image").convert("RGB"))
+
+
+def _largest_label(mask) -> int:
+    labels = np.unique(np.array(mask, dtype=np.uint8))
+    labels = labels[labels != IGNORE_INDEX]
+    return int(labels.max()) if labels.size else 0
+
+
+def write_voc_folder(root, dataset, split: str = "train", image_format: str = "png",
+                     palette=None) -> list[str]:
+    """Export a dataset into the VOC layout that :class:`SegmentationFolder` reads.
+
+    Writes ``root/JPEGImages/<split>_<i>.<image_format>`` ("png" is lossless, "jpg" lossy),
+    ``root/SegmentationClass/<split>_<i>.png`` (palette PNG, see :func:`save_mask_png`) and
+    ``root/ImageSets/Segmentation/<split>.txt``; returns the ids. Call once per split to
+    put several splits in one folder.
+    """
+    if image_format not in ("png", "jpg"):
+        raise ValueError(f"write_voc_folder: image_format must be 'png' or 'jpg', "
+                         f"got {image_format!r}")
+    root = Path(root)
+    folders = [root / "JPEGImages", root / "SegmentationClass", root / "ImageSets" / "Segmentation"]
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+    Image = _pil()
+    ids = []
+    for index in range(len(dataset)):
+        image, mask = dataset[index]
+        name = f"{split}_{index:05d}"
+        pixels = np.round(np.clip(to_numpy(image), 0.0, 1.0) * 255.0).astype(np.uint8)
+        Image.fromarray(pixels.transpose(1, 2, 0)).save(folders[0] / f"{name}.{image_format}")
+        save_mask_png(folders[1] / f"{name}.png", mask, palette)
+        ids.append(name)
+    (folders[2] / f"{split}.txt").write_text("".join(f"{name}\n" for name in ids))
+    return ids
+
+
+# ---------------------------------------------------------------------------------------
+# Batching
+
+class DataLoader:
+    """Batches of a dataset as device arrays: images (B, 3, H, W) float32 and masks
+    (B, H, W) int64.
+
+    Each ``for batch in loader`` is one epoch. With ``shuffle`` the order is a permutation
+    drawn from ``(seed, epoch)``: every epoch differs, and the same seed gives the same
+    sequence of batches in every run (``set_epoch`` restarts from a given epoch, e.g. after
+    resuming). ``drop_last`` drops a final batch smaller than ``batch_size``.
+
+    Augmentation (random, from the same per-epoch stream), applied identically to each
+    image and its mask:
+
+    - ``hflip`` / ``vflip``: flip left-right / upside-down with probability 1/2;
+    - ``crop_padding=p``: pad by ``p`` pixels (images with 0, masks with void) and crop a
+      random window of the original size: a random shift of up to ``p`` pixels;
+    - ``augment``: your own ``augment(images, masks, rng) -> (images, masks)``, called on
+      each host batch after the above, with ``rng`` a :class:`minifcn.backend.Generator`.
+
+    A batch is gathered on the host (fancy indexing into ``dataset.images`` and
+    ``dataset.masks`` when the dataset has them, else ``dataset[i]`` per sample), augmented
+    there, vectorised over the batch, and moved to ``device`` once (default:
+    ``backend.default_device()``). ``dtype`` is the images' float dtype (float32).
+    """
+
+    def __init__(self, dataset, batch_size: int = 16, shuffle: bool = False,
+                 drop_last: bool = False, seed: int = 0, *, hflip: bool = False,
+                 vflip: bool = False, crop_padding: int = 0,
+                 augment: Callable | None = None, device: str | None = None, dtype=None):
+        where = f"DataLoader(batch_size={batch_size!r})"
+        if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
+            raise TypeError(f"{where}: dataset must support len() and indexing, got "
+                            f"{type(dataset).__name__}")
+        for name, value in (("batch_size", batch_size), ("seed", seed),
+                            ("crop_padding", crop_padding)):
+            if not isinstance(value, Integral) or isinstance(value, bool):
+                raise TypeError(f"{where}: {name} must be an int, got {value!r}")
+        if batch_size < 1:
+            raise ValueError(f"{where}: batch_size must be >= 1, got {batch_size}")
+        if crop_padding < 0:
+            raise ValueError(f"{where}: crop_padding must be >= 0, got {crop_padding}")
+        if augment is not None and not callable(augment):
+            raise TypeError(f"{where}: augment must be a callable (images, masks, rng) -> "
+                            f"(images, masks), got {type(augment).__name__}")
+        self.dataset = dataset
+        self.batch_size, self.seed, self.crop_padding = int(batch_size), int(seed), crop_padding
+        self.shuffle, self.drop_last = bool(shuffle), bool(drop_last)
+        self.hflip, self.vflip, self.augment = bool(hflip), bool(vflip), augment
+        self.device = device or default_device()
+        array_module(self.device)  # an unknown or unavailable device fails here, not mid-epoch
+        self.dtype = resolve_dtype(dtype)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        """The number of batches in an epoch."""
+        n = len(self.dataset)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """The next ``for`` loop over the loader is epoch ``epoch`` (its order, its flips)."""
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        rng = Generator(_derive_seed(self.seed, self.epoch))
+        self.epoch += 1
+        return self._batches(rng)
+
+    def _batches(self, rng: Generator):
+        n = len(self.dataset)
+        order = rng.permutation(n) if self.shuffle else np.arange(n)
+        for batch in range(len(self)):
+            images, masks = self._gather(order[batch * self.batch_size:
+                                               (batch + 1) * self.batch_size])
+            if self.hflip or self.vflip or self.crop_padding:
+                images, masks = self._flip_and_crop(images, masks, rng)
+            if self.augment is not None:
+                images, masks = self.augment(images, masks, rng)
+            yield (to_device(np.asarray(images, dtype=self.dtype), self.device),
+                   to_device(np.asarray(masks, dtype=np.int64), self.device))
+
+    def _gather(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Host batch: images (B, 3, H, W), masks (B, H, W)."""
+        if hasattr(self.dataset, "images") and hasattr(self.dataset, "masks"):
+            return self.dataset.images[indices], self.dataset.masks[indices]
+        pairs = [self.dataset[int(i)] for i in indices]
+        shapes = {(tuple(image.shape), tuple(mask.shape)) for image, mask in pairs}
+        if len(shapes) > 1:
+            raise ValueError(f"DataLoader: samples of different sizes in one batch "
+                             f"{sorted(shapes)}; give the dataset an image_size or use "
+                             f"batch_size=1")
+        return (np.stack([to_numpy(image) for image, _ in pairs]),
+                np.stack([to_numpy(mask) for _, mask in pairs]))
+
+    def _flip_and_crop(self, images: np.ndarray, masks: np.ndarray, rng: Generator):
+        """Random flips and shifted crops, as one row index and one column index per sample.
+
+        Output row ``i`` of sample ``b`` is input row ``rows[b, i]`` (the same for the image
+        and its mask, which is what keeps them aligned); a flip reverses ``rows[b]``, a crop
+        offsets it. Two ``take_along_axis`` gathers then apply everything to the whole batch.
+        """
+        batch, _, height, width = images.shape
+        pad = self.crop_padding
+        rows = np.broadcast_to(np.arange(height), (batch, height))
+        cols = np.broadcast_to(np.arange(width), (batch, width))
+        if pad:
+            images = np.pad(images, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+            fill = getattr(self.dataset, "ignore_index", IGNORE_INDEX)
+            masks = np.pad(masks, ((0, 0), (pad, pad), (pad, pad)), constant_values=fill)
+            rows = rows + rng.integers(0, 2 * pad + 1, size=(batch, 1))
+            cols = cols + rng.integers(0, 2 * pad + 1, size=(batch, 1))
+        if self.vflip:
+            rows = np.where(rng.random((batch, 1)) < 0.5, rows[:, ::-1], rows)
+        if self.hflip:
+            cols = np.where(rng.random((batch, 1)) < 0.5, cols[:, ::-1], cols)
+        images = np.take_along_axis(images, rows[:, None, :, None], axis=2)
+        images = np.take_along_axis(images, cols[:, None, None, :], axis=3)
+        masks = np.take_along_axis(masks, rows[:, :, None], axis=1)
+        masks = np.take_along_axis(masks, cols[:, None, :], axis=2)
+        return images, masks
+
+
+# ---------------------------------------------------------------------------------------
+# Class statistics
+
+def class_frequencies(masks, num_classes: int, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
+    """SegNet's class frequencies: (num_classes,) float64 on the host.
+
+    ``freq[c]`` = pixels of class ``c`` / pixels of the images in which ``c`` is present,
+    counting labelled pixels only (``ignore_index`` is neither a class nor a pixel of the
+    image). 0 for a class present nowhere. ``masks``: an (N, H, W) array, or a sequence of
+    (H, W) masks whose sizes may differ; host or device.
+    """
+    if not isinstance(num_classes, Integral) or num_classes < 1:
+        raise ValueError(f"class_frequencies: num_classes must be an int >= 1, got "
+                         f"{num_classes!r}")
+    if is_array(masks):
+        masks = to_numpy(masks)  # one copy to the host rather than one per image
+    counts = np.zeros((len(masks), num_classes), dtype=np.int64)  # pixels per image and class
+    for index, mask in enumerate(masks):
+        labels = to_numpy(mask).ravel()
+        labels = labels[labels != ignore_index]
+        bad = np.unique(labels[(labels < 0) | (labels >= num_classes)])
+        if bad.size:
+            raise ValueError(f"class_frequencies: mask {index} has labels {bad.tolist()} "
+                             f"outside [0, {num_classes}) (ignore_index={ignore_index})")
+        counts[index] = np.bincount(labels.astype(np.int64), minlength=num_classes)
+    image_pixels = counts.sum(axis=1, keepdims=True)
+    pixels_of_images_with_class = np.where(counts > 0, image_pixels, 0).sum(axis=0)
+    return counts.sum(axis=0) / np.maximum(pixels_of_images_with_class, 1)
+
+
+def median_frequency_weights(masks, num_classes: int,
+                             ignore_index: int = IGNORE_INDEX) -> np.ndarray:
+    """SegNet's median-frequency balancing: ``weight[c] = median(freq) / freq[c]``
+    (:func:`class_frequencies`), the median over the classes present; rare classes weigh
+    more, the median class 1. (num_classes,) float64 on the host, 0 for absent classes;
+    move it to the loss's device with ``minifcn.to_device``."""
+    freq = class_frequencies(masks, num_classes, ignore_index)
+    present = freq > 0
+    if not present.any():
+        raise ValueError("median_frequency_weights: the masks hold no labelled pixel")
+    return np.where(present, np.median(freq[present]) / np.where(present, freq, 1.0), 0.0)

@@ -1,0 +1,177 @@
+"""Up-sampling by nearest-neighbour or bilinear interpolation, sampling exactly as PyTorch.
+
+Notation: N batch, C channels, H x W the input's spatial size, OH x OW the output's.
+
+Both modes are *separable*: every output row is a fixed blend of at most two input rows,
+and every output column of at most two input columns. Written as two small dense
+interpolation matrices, ``A_H`` (OH, H) and ``A_W`` (OW, W), each sample map is
+
+    y[n, c] = A_H @ x[n, c] @ A_W.T          (forward)
+    dx[n, c] = A_H.T @ dy[n, c] @ A_W        (backward: the adjoint is the transpose)
+
+so the backward pass, the scatter-add of weighted gradients into the input pixels each
+output read, needs neither ``add.at`` nor any loop: it is the same two matrix products with
+the matrices transposed (:func:`_apply_separable` serves both directions). A row of ``A``
+has at most two non-zeros, so the products do ``H`` (or ``W``) multiply-adds per output
+where a gather does two; but each is one BLAS call with no temporaries, and for the score
+maps FCN up-samples it is 3-6x faster on NumPy than gathering rows and columns (measured
+for (8, 21, 8, 8) -> x8 and (8, 64, 32, 32) -> x2; it stays ahead up to 128 -> 256).
+Nearest mode copies, so its forward pass gathers rows then columns instead: that is cheaper
+and keeps every value bit-exact (a product with a one-hot matrix would turn an ``inf`` into
+NaNs along its row and column: ``0 * inf``). Bilinear does have that behaviour, unlike
+PyTorch: a non-finite input value spreads NaN over its output rows and columns.
+
+Where output pixel ``dst`` samples the input (PyTorch's ``area_pixel_compute_source_index``),
+with ``ratio = 1 / scale_factor`` when a scale factor was given (PyTorch's default,
+``recompute_scale_factor=None``) and ``ratio = in / out`` otherwise:
+
+- nearest: ``src = min(floor(dst * ratio), in - 1)``, computed in float32 whatever the
+  input's dtype, as PyTorch's float32 kernel does, including its two shortcuts: ``out ==
+  in`` copies and ``out == 2 * in`` takes ``dst // 2``. This matters for non-integer factors:
+  ``in = 5, scale_factor = 1.5`` gives ``out = 7`` sampled at ``dst / 1.5``, not ``dst * 5/7``;
+  and ``in = 3, scale_factor = 1.1`` gives ``out = 3``, copied. (PyTorch's float64 kernels do
+  this product in double precision, differently on the H and W axes, and differ from its
+  float32 result by one pixel in rare cases where ``dst * ratio`` is an exact integer, e.g.
+  2 -> 82 columns; we always follow the float32 rule.)
+- bilinear, ``align_corners=False``: ``src = max(ratio * (dst + 0.5) - 0.5, 0)``: pixel
+  centres line up, and borders replicate the edge pixel.
+- bilinear, ``align_corners=True``: ``src = dst * (in - 1) / (out - 1)`` (0 when out == 1):
+  the corner pixels line up and scale factors are ignored except for the output size.
+
+and bilinear blends ``in[i0]`` and ``in[i1]`` with ``i0 = floor(src)``, ``i1 = min(i0 + 1,
+in - 1)``, weights ``1 - (src - i0)`` and ``src - i0``, computed in the input's dtype as
+PyTorch computes them.
+"""
+
+from __future__ import annotations
+
+from ..backend import get_array_module
+
+__all__ = [
+    "upsample_backward",
+    "upsample_forward",
+    "upsample_output_size",
+]
+
+MODES = ("nearest", "bilinear")
+
+
+def upsample_output_size(input_size, size=None, scale_factor=None,
+                         recompute_scale_factor=None):
+    """PyTorch's output size for ``F.interpolate`` and the scales its kernel samples with.
+
+    Args:
+        input_size: (H, W).
+        size: (OH, OW) or None.
+        scale_factor: (SH, SW) floats or None; exactly one of ``size`` and ``scale_factor``.
+        recompute_scale_factor: if true, sample with ``in / out`` rather than ``1 / scale``.
+
+    Returns:
+        ``((OH, OW), scales)``: ``OH = floor(H * SH)`` in double precision as PyTorch
+        computes it (so ``10 * 0.7`` gives 6, not 7), and ``scales``, the (SH, SW) that
+        :func:`upsample_forward` should sample with, or None (sample with ``in / out``).
+    """
+    if size is not None:
+        return (int(size[0]), int(size[1])), None
+    output_size = (int(input_size[0] * scale_factor[0]), int(input_size[1] * scale_factor[1]))
+    return output_size, (None if recompute_scale_factor else tuple(scale_factor))
+
+
+def _nearest_source(in_size: int, out_size: int, scale, xp):
+    """(OUT,) int64 index of the input pixel that each output pixel copies."""
+    if out_size == in_size:
+        return xp.arange(out_size)
+    if out_size == 2 * in_size:
+        return xp.arange(out_size) // 2
+    ratio = 1.0 / scale if scale else in_size / out_size
+    # float32 on purpose (see the module docstring): a Python float times a float32 array
+    # is rounded to float32 first, as PyTorch's ``static_cast<float>(ratio)``.
+    src = xp.floor(xp.arange(out_size, dtype=xp.float32) * ratio)
+    return xp.minimum(src.astype(xp.int64), in_size - 1)
+
+
+def _linear_source(in_size: int, out_size: int, align_corners: bool, scale, xp, dtype):
+    """Each output pixel as ``weight0 * in[index0] + weight1 * in[index1]``: four (OUT,)
+    arrays, the indices int64, the weights in ``dtype``."""
+    dst = xp.arange(out_size, dtype=dtype)
+    if align_corners:
+        src = dst * ((in_size - 1) / (out_size - 1) if out_size > 1 else 0.0)
+    else:
+        ratio = 1.0 / scale if scale else in_size / out_size
+        src = xp.maximum(ratio * (dst + 0.5) - 0.5, 0.0)
+    floor = xp.floor(src)
+    index0 = floor.astype(xp.int64)
+    index1 = xp.minimum(index0 + 1, in_size - 1)
+    weight1 = src - floor
+    return index0, 1.0 - weight1, index1, weight1
+
+
+def _one_hot(index, in_size: int, dtype, xp):
+    """(OUT, IN) matrix with a 1 at ``[o, index[o]]``."""
+    return (index[:, None] == xp.arange(in_size)).astype(dtype)
+
+
+def _bilinear_matrix(in_size: int, out_size: int, align_corners: bool, scale, xp, dtype):
+    """(OUT, IN) matrix ``A`` of one axis, ``out = A @ in``, with two non-zeros per row."""
+    index0, weight0, index1, weight1 = _linear_source(in_size, out_size, align_corners,
+                                                      scale, xp, dtype)
+    # Two terms, not one scattered assignment: index0 == index1 at the last pixel, and the
+    # two weights must then add up rather than one overwrite the other.
+    return (_one_hot(index0, in_size, dtype, xp) * weight0[:, None]
+            + _one_hot(index1, in_size, dtype, xp) * weight1[:, None])
+
+
+def _apply_separable(x, rows, cols):
+    """``rows @ x[n, c] @ cols.T`` for every sample map: (N, C, H, W) -> (N, C, R, K) for
+    ``rows`` (R, H) and ``cols`` (K, W)."""
+    N, C, H, W = x.shape
+    # Along W: one GEMM over all N * C * H rows at once.
+    along_w = (x.reshape(N * C * H, W) @ cols.T).reshape(N, C, H, cols.shape[0])
+    # Along H: (R, H) @ (N, C, H, K), one small GEMM per sample map.
+    return rows @ along_w
+
+
+def upsample_forward(x, size, mode: str = "nearest", align_corners=None, scales=None):
+    """Resize every sample map of ``x`` to ``size`` (PyTorch's ``F.interpolate``).
+
+    Args:
+        x: (N, C, H, W) float array.
+        size: (OH, OW), e.g. from :func:`upsample_output_size`.
+        mode: ``"nearest"`` or ``"bilinear"``.
+        align_corners: bilinear only; None counts as False.
+        scales: (SH, SW) scale factors to sample with (PyTorch's ``scales_h``,
+            ``scales_w``), or None to sample with ``H / OH`` and ``W / OW``.
+
+    Returns:
+        y: (N, C, OH, OW), same dtype and device as ``x``; cache for
+        :func:`upsample_backward`.
+    """
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    OH, OW = size
+    scale_h, scale_w = scales if scales is not None else (None, None)
+    if mode == "nearest":
+        rows = _nearest_source(H, OH, scale_h, xp)
+        cols = _nearest_source(W, OW, scale_w, xp)
+        y = xp.take(xp.take(x, rows, axis=2), cols, axis=3)
+        A_H, A_W = _one_hot(rows, H, x.dtype, xp), _one_hot(cols, W, x.dtype, xp)
+    else:
+        A_H = _bilinear_matrix(H, OH, bool(align_corners), scale_h, xp, x.dtype)
+        A_W = _bilinear_matrix(W, OW, bool(align_corners), scale_w, xp, x.dtype)
+        y = _apply_separable(x, A_H, A_W)
+    return y, (A_H, A_W)
+
+
+def upsample_backward(dy, cache):
+    """Gradient of :func:`upsample_forward`.
+
+    Args:
+        dy: (N, C, OH, OW).
+        cache: from the forward pass (the two interpolation matrices).
+
+    Returns:
+        dx: (N, C, H, W): each input pixel collects the gradients of the outputs that read
+        it, weighted as they read it.
+    """
+    A_H, A_W = cache
+    return _apply_separable(dy, A_H.T, A_W.T)

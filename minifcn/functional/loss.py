@@ -1,0 +1,147 @@
+"""Softmax, log-softmax and the cross-entropy loss over class scores (logits).
+
+Notation: N batch, C classes, H x W spatial size. Logits are (N, C, H, W) for per-pixel
+classification (or (N, C) for one label per sample; any (N, C, ...) works), targets are
+integer class indices (N, H, W) (or (N,)), one per pixel.
+
+For one pixel with logits ``z`` (C,), target class ``t`` and class weights ``w`` (C,)
+(all ones by default), with ``log p = log_softmax(z)`` and label smoothing ``eps``:
+
+    loss = (1 - eps) * w[t] * (-log p[t])  +  (eps / C) * sum_c w[c] * (-log p[c])
+    d loss / d z = (1 - eps) * w[t] * (p - onehot(t))  +  (eps / C) * (sum(w) * p - w)
+
+(without weights and smoothing: ``-log p[t]`` and ``p - onehot(t)``). Pixels whose target is
+``ignore_index`` contribute nothing. Reductions, as PyTorch's:
+
+- ``"mean"``: the sum over pixels divided by the sum of ``w[t]`` over non-ignored pixels
+  (the weighted mean; the plain mean over non-ignored pixels without weights). If every
+  pixel is ignored that is 0 / 0 and the loss is NaN, as in PyTorch; its gradient is zero.
+- ``"sum"``: the sum over pixels; ``"none"``: the (N, H, W) array of per-pixel losses.
+"""
+
+from __future__ import annotations
+
+from ..backend import get_array_module
+
+__all__ = [
+    "REDUCTIONS",
+    "cross_entropy_backward",
+    "cross_entropy_forward",
+    "log_softmax",
+    "softmax",
+]
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def log_softmax(x, dim: int = 1):
+    """``log(softmax(x))`` along ``dim`` (the channels of NCHW by default), same shape.
+
+    Stable for any finite logits: the largest logit is subtracted before ``exp``, so the
+    exponentials lie in (0, 1] and their sum in [1, C]; logits of 1e4 are fine.
+    """
+    xp = get_array_module(x)
+    shifted = x - x.max(axis=dim, keepdims=True)
+    return shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
+
+
+def softmax(x, dim: int = 1):
+    """Class probabilities along ``dim``, same shape as ``x``, summing to 1 along ``dim``."""
+    return get_array_module(x).exp(log_softmax(x, dim))
+
+
+def _per_class(values, ndim: int):
+    """A (C,) array shaped (1, C, 1, ...) to broadcast against (N, C, ...) logits."""
+    return values.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def cross_entropy_forward(logits, target, weight=None, ignore_index: int = -100,
+                          reduction: str = "mean", label_smoothing: float = 0.0):
+    """Cross-entropy of ``softmax(logits)`` against integer targets (``F.cross_entropy``).
+
+    Args:
+        logits: (N, C, H, W) or (N, C) float array of class scores.
+        target: (N, H, W) or (N,) integer array: class indices in [0, C), or
+            ``ignore_index``. (Targets are not checked here; ``CrossEntropyLoss`` does.)
+        weight: None or a (C,) array of per-class weights, logits' dtype and device.
+        ignore_index: the target value of pixels to leave out (e.g. 255, the VOC border).
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        label_smoothing: ``eps`` in [0, 1]: the target becomes ``(1 - eps) * onehot(t) +
+            eps / C``.
+
+    Returns:
+        loss: a 0-d array (``"mean"``, ``"sum"``) or (N, H, W) (``"none"``), logits' dtype
+        and device; cache for :func:`cross_entropy_backward`.
+    """
+    xp = get_array_module(logits, target, weight)
+    C = logits.shape[1]
+    logp = log_softmax(logits, dim=1)
+    valid = target != ignore_index
+    # Ignored pixels look up class 0 instead, so that every index is in range; their
+    # weight below is zero, which removes them again.
+    safe_target = xp.where(valid, target, 0)
+    logp_target = xp.take_along_axis(logp, safe_target[:, None], axis=1)[:, 0]
+    if weight is None:
+        weight_target = valid.astype(logits.dtype)
+    else:
+        weight_target = xp.where(valid, weight[safe_target], 0.0)
+
+    loss = (1.0 - label_smoothing) * weight_target * -logp_target
+    if label_smoothing > 0.0:
+        weighted_logp = logp if weight is None else logp * _per_class(weight, logits.ndim)
+        smooth = -weighted_logp.sum(axis=1)
+        loss = loss + (label_smoothing / C) * xp.where(valid, smooth, 0.0)
+
+    total_weight = None
+    if reduction == "none":
+        out = loss
+    elif reduction == "sum":
+        out = xp.asarray(loss.sum())
+    else:
+        total_weight = weight_target.sum()
+        out = xp.asarray(_divide_or_nan(loss.sum(), total_weight, xp))
+    cache = (logp, safe_target, valid, weight, weight_target, total_weight, reduction,
+             label_smoothing)
+    return out, cache
+
+
+def _divide_or_nan(numerator, denominator, xp):
+    """``numerator / denominator``, NaN where the denominator is 0, without a warning (and
+    without NumPy's ``errstate``, which CuPy lacks)."""
+    nonzero = denominator != 0
+    return xp.where(nonzero, numerator / xp.where(nonzero, denominator, 1.0), float("nan"))
+
+
+def cross_entropy_backward(dloss, cache):
+    """Gradient of :func:`cross_entropy_forward` with respect to the logits.
+
+    Args:
+        dloss: the upstream gradient: a Python float or 0-d array (``"mean"``, ``"sum"``),
+            or (N, H, W) (``"none"``).
+        cache: from the forward pass.
+
+    Returns:
+        dlogits: the logits' shape and dtype.
+    """
+    (logp, safe_target, valid, weight, weight_target, total_weight, reduction,
+     label_smoothing) = cache
+    xp = get_array_module(logp)
+    C = logp.shape[1]
+    if reduction == "mean":
+        # All pixels ignored: every per-pixel term below is zero, so any finite scale will
+        # do; 1 avoids 0 / 0.
+        dloss = dloss / xp.where(total_weight != 0, total_weight, 1.0)
+    # Per-pixel upstream gradient (N, H, W), zero on ignored pixels.
+    dpixel = xp.where(valid, dloss, 0.0).astype(logp.dtype, copy=False)
+
+    p = xp.exp(logp)
+    classes = _per_class(xp.arange(C), logp.ndim)
+    onehot = classes == safe_target[:, None]
+    dlogits = (p - onehot) * ((1.0 - label_smoothing) * weight_target * dpixel)[:, None]
+    if label_smoothing > 0.0:
+        if weight is None:
+            smooth = C * p - 1.0
+        else:
+            smooth = weight.sum() * p - _per_class(weight, logp.ndim)
+        dlogits += (label_smoothing / C) * dpixel[:, None] * smooth
+    return dlogits

@@ -1,0 +1,139 @@
+"""``BatchNorm2d``: batch normalization with PyTorch's arguments, buffers and state_dict keys."""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+from .. import backend, checks
+from ..functional.norm import batch_norm_backward, batch_norm_forward, check_batch_statistics
+from .module import Module, Parameter
+
+__all__ = ["BatchNorm2d"]
+
+
+def _check_flag(where: str, name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{where}: {name} must be True or False, got {value!r}")
+    return value
+
+
+class BatchNorm2d(Module):
+    """Normalizes each channel of an (N, C, H, W) batch over N, H and W, then scales and
+    shifts it by the learned ``weight`` and ``bias`` (C,).
+
+    In training it uses the batch's statistics and updates ``running_mean`` and
+    ``running_var`` (exponential average with ``momentum``, or the cumulative average when
+    ``momentum=None``) and ``num_batches_tracked``; in evaluation (``.eval()``) it uses the
+    running statistics, i.e. it is a fixed affine map. ``track_running_stats=False`` keeps
+    no running statistics and always uses the batch's.
+
+    state_dict keys, as PyTorch's: ``weight``, ``bias`` (if ``affine``), ``running_mean``,
+    ``running_var``, ``num_batches_tracked`` (if ``track_running_stats``). As in PyTorch
+    2.13, the keyword ``bias=False`` keeps the scale but drops the shift.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = True, track_running_stats: bool = True, device=None,
+                 dtype=None, *, bias: bool = True):
+        super().__init__()
+        where = f"BatchNorm2d({num_features!r})"
+        if not isinstance(num_features, Integral) or isinstance(num_features, bool):
+            raise TypeError(f"{where}: num_features must be an int, got {num_features!r}")
+        if num_features < 1:
+            raise ValueError(f"{where}: num_features must be >= 1, got {num_features!r}")
+        if not isinstance(eps, Real) or isinstance(eps, bool):
+            raise TypeError(f"{where}: eps must be a number, got {eps!r}")
+        if not eps >= 0.0:
+            raise ValueError(f"{where}: eps must be >= 0, got {eps!r}")
+        if momentum is not None:
+            if not isinstance(momentum, Real) or isinstance(momentum, bool):
+                raise TypeError(f"{where}: momentum must be a number or None, got {momentum!r}")
+            if not 0.0 <= momentum <= 1.0:
+                raise ValueError(f"{where}: momentum must be in [0, 1] or None, got {momentum!r}")
+        self.num_features = int(num_features)
+        self.eps = eps
+        self.momentum = momentum
+        self.affine = _check_flag(where, "affine", affine)
+        self.track_running_stats = _check_flag(where, "track_running_stats",
+                                               track_running_stats)
+        _check_flag(where, "bias", bias)
+        self._where = where
+        self._cache = None
+
+        np = backend.np  # parameters and buffers start on the host, then move
+        dtype = backend.resolve_dtype(dtype)
+        # A missing weight or bias is None, absent from parameters() and state_dict(),
+        # as in PyTorch.
+        self.weight = Parameter(np.ones(num_features, dtype=dtype)) if affine else None
+        self.bias = Parameter(np.zeros(num_features, dtype=dtype)) if affine and bias else None
+        if track_running_stats:
+            self.register_buffer("running_mean", np.zeros(num_features, dtype=dtype))
+            self.register_buffer("running_var", np.ones(num_features, dtype=dtype))
+            self.register_buffer("num_batches_tracked", np.zeros((), dtype=np.int64))
+        else:
+            self.running_mean = None
+            self.running_var = None
+            self.num_batches_tracked = None
+        self.to(device=device or backend.default_device())
+
+    def reset_running_stats(self) -> None:
+        """Running mean 0, running variance 1, no batches tracked (in place, as PyTorch)."""
+        if self.track_running_stats:
+            self.running_mean[...] = 0.0
+            self.running_var[...] = 1.0
+            self.num_batches_tracked[...] = 0
+
+    def _arrays(self) -> list:
+        """The arrays of the running statistics and parameters that exist."""
+        arrays = [self.running_mean, self.running_var]
+        arrays += [param.data for param in (self.weight, self.bias) if param is not None]
+        return [a for a in arrays if a is not None]
+
+    def forward(self, x):
+        """x: (N, C, H, W) -> y: (N, C, H, W)."""
+        arrays = self._arrays()
+        checks.check_input(self._where, x, channels=self.num_features,
+                           dtype=arrays[0].dtype if arrays else None)
+        checks.check_same_device(self._where, x, *arrays)
+        use_batch_stats = self.training or not self.track_running_stats
+        if use_batch_stats:
+            check_batch_statistics(self._where, x)
+
+        update_running_stats = self.training and self.track_running_stats
+        momentum = 0.0
+        if update_running_stats:
+            self.num_batches_tracked[...] += 1  # in place: the buffer stays registered
+            if self.momentum is None:  # cumulative average: 1/1, 1/2, 1/3, ... (a host sync)
+                momentum = 1.0 / float(self.num_batches_tracked)
+            else:
+                momentum = float(self.momentum)
+
+        y, cache = batch_norm_forward(
+            x,
+            None if self.weight is None else self.weight.data,
+            None if self.bias is None else self.bias.data,
+            self.running_mean, self.running_var,
+            training=use_batch_stats, momentum=momentum, eps=float(self.eps))
+        if update_running_stats:
+            self.running_mean[...] = cache.running_mean
+            self.running_var[...] = cache.running_var
+        self._cache = (cache, tuple(y.shape), y.dtype)
+        return y
+
+    def backward(self, dy):
+        """dy: (N, C, H, W) -> dx: (N, C, H, W); adds into weight.grad and bias.grad."""
+        checks.check_cache(self._where, self._cache)
+        cache, shape, dtype = self._cache
+        checks.check_grad(self._where, dy, shape, dtype)
+        checks.check_same_device(self._where, dy, cache.inv_std)
+        dx, dweight, dbias = batch_norm_backward(dy, cache)
+        for param, grad in ((self.weight, dweight), (self.bias, dbias)):
+            if param is not None and param.requires_grad:
+                param.grad += grad
+        self._cache = None
+        return dx
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine={self.affine}, bias={self.bias is not None}, "
+                f"track_running_stats={self.track_running_stats}")

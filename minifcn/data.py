@@ -260,7 +260,9 @@ class Shapes:
                                      gradient)
         self.num_objects = (self.objects.classes > 0).sum(axis=1)
         self.images, labels = _render(self.objects, gradient, self.image_size)
-        self.images += float(noise) * rng.standard_normal(self.images.shape, dtype="float32")
+        # Noise a block of images at a time: the temporary stays small at any n.
+        for block in np.array_split(self.images, max(1, len(self.images) // 256)):
+            block += float(noise) * rng.standard_normal(block.shape, dtype="float32")
         np.clip(self.images, 0.0, 1.0, out=self.images)
         self.masks = labels
         if void_band:
@@ -307,8 +309,9 @@ def _gradient_color(gradient, rows, cols, image_size: int) -> np.ndarray:
     t = 0.5 + ((cols - half) * along_x.reshape(shape) + (rows - half) * along_y.reshape(shape)
                ) / extent.reshape(shape)
     channels = (-1, 3) + (1,) * (t.ndim - 1)
-    return (start.reshape(channels) + (end - start).reshape(channels) * t[:, None]).astype(
-        np.float32)
+    color = (end - start).reshape(channels) * t[:, None]  # float32 throughout
+    color += start.reshape(channels)
+    return color
 
 
 def _draw_objects(rng: Generator, n: int, image_size: int, min_objects: int,
@@ -365,14 +368,14 @@ def _inside(kind: int, rows, cols, centers, sizes, angles) -> np.ndarray:
 def _render(objects: ShapeObjects, gradient, image_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Noise-free images (N, 3, S, S) float32 and labels (N, S, S) uint8.
 
-    Slots are painted in order, each over all images at once, one object kind at a time
-    (so each pixel test is computed only for the images that hold that kind in that slot).
+    First find, per pixel, the slot of the object in front (slots painted in order, each
+    over all images at once, one kind at a time, so each pixel test runs only on the images
+    that hold that kind in that slot); then look up that object's class and colour.
     """
     n = len(objects.classes)
     pixel_centers = np.arange(image_size, dtype=np.float32) + 0.5
     rows, cols = pixel_centers[:, None], pixel_centers[None, :]
-    images = _gradient_color(gradient, rows[None], cols[None], image_size)
-    labels = np.zeros((n, image_size, image_size), dtype=np.uint8)
+    front = np.full((n, image_size, image_size), -1, dtype=np.int8)  # -1: background
     for slot in range(objects.classes.shape[1]):
         for kind in (1, 2, 3):
             hit = np.flatnonzero(objects.classes[:, slot] == kind)
@@ -380,9 +383,14 @@ def _render(objects: ShapeObjects, gradient, image_size: int) -> tuple[np.ndarra
                 continue
             inside = _inside(kind, rows, cols, objects.centers[hit, slot],
                              objects.sizes[hit, slot], objects.angles[hit, slot])
-            labels[hit] = np.where(inside, np.uint8(kind), labels[hit])
-            color = objects.colors[hit, slot][:, :, None, None]
-            images[hit] = np.where(inside[:, None], color, images[hit])
+            front[hit] = np.where(inside, np.int8(slot), front[hit])
+
+    covered = front >= 0
+    index = (np.arange(n)[:, None, None], np.maximum(front, 0))  # (image, slot) per pixel
+    labels = np.where(covered, objects.classes.astype(np.uint8)[index], np.uint8(0))
+    images = _gradient_color(gradient, rows[None], cols[None], image_size)
+    for channel in range(3):
+        np.copyto(images[:, channel], objects.colors[..., channel][index], where=covered)
     return images, labels
 
 

@@ -62,8 +62,10 @@ class Upsample(Module):
         self._scale_factor = None if scale_factor is None else _scale_pair(where, scale_factor)
         # As PyTorch keeps them, which is what extra_repr shows.
         self.size = size
-        self.scale_factor = (float(scale_factor) if isinstance(scale_factor, Real)
-                             else scale_factor)
+        if isinstance(scale_factor, Real):
+            self.scale_factor = float(scale_factor)
+        else:
+            self.scale_factor = None if scale_factor is None else self._scale_factor
         self.mode = mode
         self.align_corners = align_corners
         self.recompute_scale_factor = recompute_scale_factor

@@ -158,17 +158,16 @@ class Optimizer:
 
     def step(self) -> None:
         """One update of every parameter that ``requires_grad``, from its ``.grad``."""
-        index = 0
-        for group in self.param_groups:
-            for param in group["params"]:
-                if param.requires_grad:
-                    state = self.state.setdefault(param, {})
-                    checks.check_same_device(
-                        f"{self._name}.step (parameter {index}; after moving the model, move the "
-                        f"optimizer too: optimizer.to(device))",
-                        param.data, param.grad, *(v for v in state.values() if backend.is_array(v)))
-                    self._update(param, state, group)
-                index += 1
+        in_groups = [(param, group) for group in self.param_groups for param in group["params"]]
+        for index, (param, group) in enumerate(in_groups):
+            if not param.requires_grad:
+                continue
+            state = self.state.setdefault(param, {})
+            checks.check_same_device(
+                f"{self._name}.step (parameter {index}; after moving the model, move the "
+                f"optimizer too: optimizer.to(device))",
+                param.data, param.grad, *(v for v in state.values() if backend.is_array(v)))
+            self._update(param, state, group)
 
     def _update(self, param: Parameter, state: dict, group: dict) -> None:
         raise NotImplementedError

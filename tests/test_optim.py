@@ -81,8 +81,12 @@ SGD_CONFIGS = [
 ]
 
 
+def _config_id(config: dict) -> str:
+    return ",".join(f"{name}={value}" for name, value in config.items())
+
+
 @pytest.mark.torch
-@pytest.mark.parametrize("config", SGD_CONFIGS, ids=lambda c: ",".join(map(str, c.items())))
+@pytest.mark.parametrize("config", SGD_CONFIGS, ids=_config_id)
 def test_sgd_matches_torch(torch, config):
     opt, topt, params, tensors = _compare_with_torch(
         torch, lambda p: SGD(p, **config), lambda t: torch.optim.SGD(t, **config))
@@ -94,22 +98,22 @@ def test_sgd_matches_torch(torch, config):
 
 
 ADAM_CONFIGS = [
-    (Adam, "Adam", dict(lr=0.01)),
-    (Adam, "Adam", dict(lr=0.05, betas=(0.8, 0.99), eps=1e-6)),
-    (Adam, "Adam", dict(lr=0.01, weight_decay=0.1)),
-    (Adam, "Adam", dict(lr=0.01, amsgrad=True)),
-    (Adam, "Adam", dict(lr=0.01, weight_decay=0.05, amsgrad=True)),
-    (AdamW, "AdamW", dict(lr=0.01)),
-    (AdamW, "AdamW", dict(lr=0.02, weight_decay=0.1, amsgrad=True)),
+    (Adam, dict(lr=0.01)),
+    (Adam, dict(lr=0.05, betas=(0.8, 0.99), eps=1e-6)),
+    (Adam, dict(lr=0.01, weight_decay=0.1)),
+    (Adam, dict(lr=0.01, amsgrad=True)),
+    (Adam, dict(lr=0.01, weight_decay=0.05, amsgrad=True)),
+    (AdamW, dict(lr=0.01)),
+    (AdamW, dict(lr=0.02, weight_decay=0.1, amsgrad=True)),
 ]
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("cls, torch_name, config", ADAM_CONFIGS,
-                         ids=lambda c: c if isinstance(c, str) else
-                         ",".join(map(str, c.items())) if isinstance(c, dict) else "")
-def test_adam_matches_torch(torch, cls, torch_name, config):
-    torch_cls = getattr(torch.optim, torch_name)
+@pytest.mark.parametrize("cls, config", [
+    pytest.param(cls, config, id=f"{cls.__name__}-{_config_id(config)}")
+    for cls, config in ADAM_CONFIGS])
+def test_adam_matches_torch(torch, cls, config):
+    torch_cls = getattr(torch.optim, cls.__name__)
     opt, topt, params, tensors = _compare_with_torch(
         torch, lambda p: cls(p, **config), lambda t: torch_cls(t, **config), steps=8)
     for param, tensor in zip(params, tensors, strict=True):
@@ -122,8 +126,8 @@ def test_adam_matches_torch(torch, cls, torch_name, config):
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("cls, torch_name", [(SGD, "SGD"), (Adam, "Adam")])
-def test_param_groups_match_torch(torch, cls, torch_name):
+@pytest.mark.parametrize("cls", [SGD, Adam], ids=["SGD", "Adam"])
+def test_param_groups_match_torch(torch, cls):
     """Per-group overrides of lr / weight decay / momentum, as PyTorch reads them."""
     base = dict(lr=0.01, weight_decay=0.01) | (dict(momentum=0.9) if cls is SGD else {})
     override = dict(lr=0.1) | (dict(momentum=0.5, nesterov=True) if cls is SGD
@@ -132,7 +136,7 @@ def test_param_groups_match_torch(torch, cls, torch_name):
     def groups(params):
         return [{"params": params[:2], **override}, {"params": params[2:]}]
 
-    torch_cls = getattr(torch.optim, torch_name)
+    torch_cls = getattr(torch.optim, cls.__name__)
     opt, _, _, _ = _compare_with_torch(torch, lambda p: cls(groups(p), **base),
                                        lambda t: torch_cls(groups(t), **base))
     assert opt.param_groups[0]["lr"] == 0.1 and opt.param_groups[1]["lr"] == 0.01

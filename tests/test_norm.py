@@ -12,7 +12,7 @@ from strategies import seeds
 from minifcn import backend
 from minifcn.functional.norm import batch_norm_forward
 from minifcn.gradcheck import gradcheck_module
-from minifcn.nn import BatchNorm2d
+from minifcn.nn.norm import BatchNorm2d
 
 
 @st.composite

@@ -1,0 +1,97 @@
+"""Activation layers with PyTorch's names and arguments: ``ReLU``, ``LeakyReLU``."""
+
+from __future__ import annotations
+
+from numbers import Real
+
+from .. import checks
+from ..functional.activation import (
+    leaky_relu_backward,
+    leaky_relu_forward,
+    relu_backward,
+    relu_forward,
+)
+from .module import Module
+
+__all__ = ["LeakyReLU", "ReLU"]
+
+
+def check_inplace(where: str, inplace) -> bool:
+    """PyTorch's ``inplace`` flag: ``False`` is accepted, ``True`` refused with a reason."""
+    if not isinstance(inplace, bool):
+        raise TypeError(f"{where}: inplace must be True or False, got {inplace!r}")
+    if inplace:
+        raise ValueError(f"{where}: inplace=True is not supported: minifcn never overwrites "
+                         f"a layer's input (with a skip connection the same x also feeds "
+                         f"another branch); use inplace=False")
+    return inplace
+
+
+def check_any_rank(where: str, x) -> None:
+    """``x`` is a float array of any rank (element-wise layers take any shape)."""
+    checks.check_input(where, x, ndim=getattr(x, "ndim", -1))
+
+
+class _Elementwise(Module):
+    """Shared forward/backward bookkeeping of a layer applying ``_forward``/``_backward``
+    (a functional pair, with the layer's extra arguments from ``_arguments``)."""
+
+    def __init__(self):
+        super().__init__()
+        self._cache = None
+
+    def _where(self) -> str:
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+    def _arguments(self) -> tuple:
+        return ()
+
+    def forward(self, x):
+        """x: any shape, e.g. (N, C, H, W) -> y: same shape and dtype."""
+        check_any_rank(self._where(), x)
+        y, cache = self._forward(x, *self._arguments())
+        self._cache = (cache, tuple(y.shape), y.dtype)
+        return y
+
+    def backward(self, dy):
+        """dy: the shape of y -> dx: the shape of x."""
+        checks.check_cache(self._where(), self._cache)
+        cache, shape, dtype = self._cache
+        checks.check_grad(self._where(), dy, shape, dtype)
+        checks.check_same_device(self._where(), dy, *(cache if isinstance(cache, tuple) else
+                                                       (cache,)))
+        dx = self._backward(dy, cache)
+        self._cache = None
+        return dx
+
+
+class ReLU(_Elementwise):
+    """``y = max(x, 0)``, element-wise."""
+
+    _forward = staticmethod(relu_forward)
+    _backward = staticmethod(relu_backward)
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+        self.inplace = check_inplace("ReLU()", inplace)
+
+
+class LeakyReLU(_Elementwise):
+    """``y = x`` for x > 0, ``negative_slope * x`` otherwise, element-wise."""
+
+    _forward = staticmethod(leaky_relu_forward)
+    _backward = staticmethod(leaky_relu_backward)
+
+    def __init__(self, negative_slope: float = 0.01, inplace: bool = False):
+        super().__init__()
+        if not isinstance(negative_slope, Real) or isinstance(negative_slope, bool):
+            raise TypeError(f"LeakyReLU: negative_slope must be a number, "
+                            f"got {negative_slope!r}")
+        self.negative_slope = float(negative_slope)
+        self.inplace = check_inplace(self._where(), inplace)
+
+    def _arguments(self) -> tuple:
+        return (self.negative_slope,)
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}"

@@ -241,6 +241,16 @@ def test_gradients_accumulate_and_frozen_parameters_stay_zero(bk, rng):
     np.testing.assert_allclose(bk.numpy(bn.bias.grad), dbias, rtol=1e-12)
 
 
+def test_reset_parameters_restores_the_initial_state(bk, rng):
+    bn = randomize(BatchNorm2d(3), rng).to(bk.device)
+    bn.reset_parameters()
+    initial = BatchNorm2d(3).state_dict()
+    assert list(bn.state_dict()) == list(initial)
+    for key, value in bn.state_dict().items():
+        assert bk.owns(value)
+        np.testing.assert_array_equal(bk.numpy(value), initial[key], err_msg=key)
+
+
 def test_to_casts_statistics_but_not_the_counter(bk):
     bn = BatchNorm2d(4).to(device=bk.device, dtype="float64")
     assert bn.running_mean.dtype == np.float64 and bn.weight.dtype == np.float64

@@ -76,6 +76,14 @@ class BatchNorm2d(Module):
             self.num_batches_tracked = None
         self.to(device=device or backend.default_device())
 
+    def reset_parameters(self) -> None:
+        """PyTorch's initialization, in place: weight 1, bias 0, running statistics reset."""
+        self.reset_running_stats()
+        if self.weight is not None:
+            self.weight.data[...] = 1.0
+        if self.bias is not None:
+            self.bias.data[...] = 0.0
+
     def reset_running_stats(self) -> None:
         """Running mean 0, running variance 1, no batches tracked (in place, as PyTorch)."""
         if self.track_running_stats:
@@ -100,7 +108,7 @@ class BatchNorm2d(Module):
             check_batch_statistics(self._where, x)
 
         update_running_stats = self.training and self.track_running_stats
-        momentum = 0.0
+        momentum = 0.0  # unused unless the running statistics are updated
         if update_running_stats:
             self.num_batches_tracked[...] += 1  # in place: the buffer stays registered
             if self.momentum is None:  # cumulative average: 1/1, 1/2, 1/3, ... (a host sync)

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from strategies import seeds
 
 from minifcn.gradcheck import gradcheck_module
 from minifcn.nn.upsample import Upsample, UpsamplingBilinear2d, UpsamplingNearest2d
@@ -13,8 +16,9 @@ from minifcn.nn.upsample import Upsample, UpsamplingBilinear2d, UpsamplingNeares
 MODES = [("nearest", None), ("bilinear", False), ("bilinear", True)]
 
 # (input shape, Upsample keyword arguments): integer and non-integer factors, per-axis
-# factors, sizes that are not multiples, down-sampling, recompute_scale_factor, and a
-# factor whose product PyTorch floors below the exact value (10 * 0.7 = 6.999...).
+# factors, sizes that are not multiples, down-sampling, recompute_scale_factor, a factor
+# whose product PyTorch floors below the exact value (10 * 0.7 = 6.999...), and a factor
+# that leaves an axis's size unchanged (2 * 1.25 = 2.5: copied, not resampled).
 CONFIGS = [
     ((2, 3, 4, 4), dict(scale_factor=2)),
     ((1, 2, 5, 7), dict(scale_factor=3)),
@@ -25,7 +29,26 @@ CONFIGS = [
     ((1, 2, 4, 6), dict(size=5)),
     ((1, 2, 5, 6), dict(scale_factor=1.5, recompute_scale_factor=True)),
     ((1, 1, 10, 3), dict(scale_factor=0.7)),
+    ((1, 2, 3, 2), dict(scale_factor=(1.5, 1.25))),
 ]
+
+
+@st.composite
+def upsample_configs(draw):
+    """(input shape, Upsample keyword arguments): an input of 1-9 x 1-9 pixels and either an
+    output size of 1-24 per axis or a scale factor of 0.5-4 per axis (integer or not) that
+    leaves at least one pixel, with any mode and align_corners."""
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)),
+             draw(st.integers(1, 9)), draw(st.integers(1, 9)))
+    mode, align_corners = draw(st.sampled_from(MODES))
+    kwargs = dict(mode=mode, align_corners=align_corners)
+    if draw(st.booleans()):
+        kwargs["size"] = (draw(st.integers(1, 24)), draw(st.integers(1, 24)))
+    else:
+        factor = st.one_of(st.integers(1, 4).map(float),
+                           st.floats(0.5, 4.0).map(lambda f: round(f, 2)))
+        kwargs["scale_factor"] = tuple(max(draw(factor), 1.0 / n) for n in shape[2:])
+    return shape, kwargs
 
 
 @pytest.fixture
@@ -60,6 +83,20 @@ def test_matches_torch(bk, torch, rng, shape, kwargs, mode, align_corners):
     twin = torch.nn.Upsample(mode=mode, align_corners=align_corners, **kwargs)
     xt = torch.from_numpy(x).requires_grad_()
     yt = twin(xt)
+    yt.backward(torch.from_numpy(dy))
+    assert y.shape == tuple(yt.shape)
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=0, atol=1e-9)
+
+
+@pytest.mark.torch
+@given(config=upsample_configs(), seed=seeds)
+def test_random_geometries_match_torch(bk, torch, config, seed):
+    shape, kwargs = config
+    x = np.random.default_rng(seed).standard_normal(shape)
+    y, dx, dy = forward_backward(bk, Upsample(**kwargs), x)
+    xt = torch.from_numpy(x).requires_grad_()
+    yt = torch.nn.Upsample(**kwargs)(xt)
     yt.backward(torch.from_numpy(dy))
     assert y.shape == tuple(yt.shape)
     np.testing.assert_allclose(y, yt.detach().numpy(), rtol=0, atol=1e-9)

@@ -37,6 +37,8 @@ with ``ratio = 1 / scale_factor`` when a scale factor was given (PyTorch's defau
   centres line up, and borders replicate the edge pixel.
 - bilinear, ``align_corners=True``: ``src = dst * (in - 1) / (out - 1)`` (0 when out == 1):
   the corner pixels line up and scale factors are ignored except for the output size.
+- bilinear, either way: an axis whose size does not change is copied, ``src = dst``, even
+  when a scale factor says otherwise (``in = 2, scale_factor = 1.25`` gives ``out = 2``).
 
 and bilinear blends ``in[i0]`` and ``in[i1]`` with ``i0 = floor(src)``, ``i1 = min(i0 + 1,
 in - 1)``, weights ``1 - (src - i0)`` and ``src - i0``, computed in the input's dtype as
@@ -94,7 +96,9 @@ def _linear_source(in_size: int, out_size: int, align_corners: bool, scale, xp, 
     """Each output pixel as ``weight0 * in[index0] + weight1 * in[index1]``: four (OUT,)
     arrays, the indices int64, the weights in ``dtype``."""
     dst = xp.arange(out_size, dtype=dtype)
-    if align_corners:
+    if out_size == in_size:
+        src = dst  # PyTorch leaves an axis of unchanged size alone, whatever the scale factor
+    elif align_corners:
         src = dst * ((in_size - 1) / (out_size - 1) if out_size > 1 else 0.0)
     else:
         ratio = 1.0 / scale if scale else in_size / out_size

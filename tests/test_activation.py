@@ -140,3 +140,12 @@ def test_bad_inputs(bk, layer, name):
     act.backward(dy)
     with pytest.raises(ValueError, match="backward called before forward"):
         act.backward(dy)
+
+
+def test_dy_on_another_device(bk, rng):
+    if bk.name == "numpy":
+        pytest.skip("needs a second device")
+    for act in (ReLU(), LeakyReLU()):
+        act(bk.asarray(away_from_zero(rng, (2, 3))))
+        with pytest.raises(TypeError, match=f"{type(act).__name__}.*arrays from two devices"):
+            act.backward(away_from_zero(rng, (2, 3)))

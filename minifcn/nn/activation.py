@@ -58,8 +58,8 @@ class _Elementwise(Module):
         checks.check_cache(self._where(), self._cache)
         cache, shape, dtype = self._cache
         checks.check_grad(self._where(), dy, shape, dtype)
-        checks.check_same_device(self._where(), dy, *(cache if isinstance(cache, tuple) else
-                                                       (cache,)))
+        parts = cache if isinstance(cache, tuple) else (cache,)  # (mask,) or (mask, slope)
+        checks.check_same_device(self._where(), dy, *parts)
         dx = self._backward(dy, cache)
         self._cache = None
         return dx

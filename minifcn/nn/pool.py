@@ -1,0 +1,196 @@
+"""Pooling layers with PyTorch's signatures: ``MaxPool2d``, ``AvgPool2d``, ``MaxUnpool2d``.
+
+They hold no parameters (so, as in PyTorch, no ``device``/``dtype`` arguments): they work on
+whatever device and float dtype their input has. ``MaxPool2d(..., return_indices=True)``
+and ``MaxUnpool2d`` together are SegNet's encoder/decoder pair::
+
+    pool, unpool = MaxPool2d(2, return_indices=True), MaxUnpool2d(2)
+    y, indices = pool(x)
+    x_up = unpool(y, indices)       # the maxima back at their places, zeros elsewhere
+"""
+
+from __future__ import annotations
+
+from numbers import Integral
+
+from .. import checks
+from ..functional.pool import (
+    avg_pool2d_backward,
+    avg_pool2d_forward,
+    check_pool_padding,
+    max_pool2d_backward,
+    max_pool2d_forward,
+    max_pool2d_indices,
+    max_unpool2d_backward,
+    max_unpool2d_forward,
+    max_unpool_output_size,
+    pool_output_size,
+)
+from .module import Module
+
+__all__ = ["AvgPool2d", "MaxPool2d", "MaxUnpool2d"]
+
+
+def _check_flag(where: str, name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{where}: {name} must be True or False, got {value!r}")
+    return value
+
+
+class _Pool2d(Module):
+    """What the pooling layers share: window arguments taken as PyTorch takes them (an int
+    or a pair; ``stride=None`` means the kernel size), and a backward that checks ``dy``
+    against the output of the forward before it.
+
+    Subclasses set ``_backward`` to their functional backward and ``self._cache`` to
+    ``(functional cache, y)`` in forward.
+    """
+
+    _backward = None
+
+    def __init__(self, kernel_size, stride, padding):
+        super().__init__()
+        stride = kernel_size if stride is None else stride
+        self._where = f"{type(self).__name__}(kernel_size={kernel_size!r}, stride={stride!r})"
+        self._kernel = checks.as_pair(self._where, "kernel_size", kernel_size, minimum=1)
+        self._stride = checks.as_pair(self._where, "stride", stride, minimum=1)
+        self._padding = checks.as_pair(self._where, "padding", padding, minimum=0)
+        self._cache = None
+
+    def backward(self, dy):
+        """dy: (N, C, OH, OW), the gradient of the last forward's output -> dx: (N, C, H, W)."""
+        checks.check_cache(self._where, self._cache)
+        cache, y = self._cache
+        checks.check_grad(self._where, dy, y.shape, y.dtype)
+        checks.check_same_device(self._where, dy, y)
+        dx = type(self)._backward(dy, cache)
+        self._cache = None
+        return dx
+
+
+class MaxPool2d(_Pool2d):
+    """The maximum of each ``kernel_size`` window (taps ``dilation`` apart, moved by
+    ``stride``) of an (N, C, H, W) input padded with -inf: y is (N, C, OH, OW), sizes as
+    :func:`minifcn.functional.pool.pool_output_size`.
+
+    The gradient goes to each window's maximum, the first one in row-major order on ties,
+    as in PyTorch. With ``return_indices=True`` forward returns ``(y, indices)``, indices
+    (N, C, OH, OW) int64 flat positions ``h*W + w`` of the maxima, for :class:`MaxUnpool2d`;
+    backward still takes only ``dy``.
+    """
+
+    _backward = staticmethod(max_pool2d_backward)
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False,
+                 ceil_mode=False):
+        super().__init__(kernel_size, stride, padding)
+        self._dilation = checks.as_pair(self._where, "dilation", dilation, minimum=1)
+        check_pool_padding(self._where, self._kernel, self._padding)
+        self.kernel_size = kernel_size  # as given, as PyTorch keeps them
+        self.stride = kernel_size if stride is None else stride
+        self.padding = padding
+        self.dilation = dilation
+        self.return_indices = _check_flag(self._where, "return_indices", return_indices)
+        self.ceil_mode = _check_flag(self._where, "ceil_mode", ceil_mode)
+
+    def forward(self, x):
+        """x: (N, C, H, W) float -> y: (N, C, OH, OW), or (y, indices) with return_indices."""
+        checks.check_input(self._where, x)
+        pool_output_size(x.shape[2:], self._kernel, self._stride, self._padding, self._dilation,
+                         self.ceil_mode, where=self._where)  # an input too small: say so here
+        y, cache = max_pool2d_forward(x, self._kernel, self._stride, self._padding,
+                                      self._dilation, self.ceil_mode)
+        self._cache = (cache, y)
+        return (y, max_pool2d_indices(cache)) if self.return_indices else y
+
+    def extra_repr(self) -> str:
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
+
+
+class AvgPool2d(_Pool2d):
+    """The mean of each ``kernel_size`` window (moved by ``stride``) of an (N, C, H, W) input
+    padded with zeros: y is (N, C, OH, OW). Each window's sum is divided by, as PyTorch:
+
+    - ``divisor_override`` if given;
+    - else with ``count_include_pad`` (default) its taps inside the padded input (zeros of
+      the padding included; what a ``ceil_mode`` window hangs past the padding is not);
+    - else its real pixels only.
+    """
+
+    _backward = staticmethod(avg_pool2d_backward)
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
+                 count_include_pad=True, divisor_override=None):
+        super().__init__(kernel_size, stride, padding)
+        check_pool_padding(self._where, self._kernel, self._padding)
+        if divisor_override is not None:
+            if not isinstance(divisor_override, Integral) or isinstance(divisor_override, bool):
+                raise TypeError(f"{self._where}: divisor_override must be an int or None, got "
+                                f"{divisor_override!r}")
+            if divisor_override < 1:
+                raise ValueError(f"{self._where}: divisor_override must be >= 1, got "
+                                 f"{divisor_override!r}")
+        self.kernel_size = kernel_size  # as given, as PyTorch keeps them
+        self.stride = kernel_size if stride is None else stride
+        self.padding = padding
+        self.ceil_mode = _check_flag(self._where, "ceil_mode", ceil_mode)
+        self.count_include_pad = _check_flag(self._where, "count_include_pad",
+                                             count_include_pad)
+        self.divisor_override = divisor_override
+
+    def forward(self, x):
+        """x: (N, C, H, W) float -> y: (N, C, OH, OW)."""
+        checks.check_input(self._where, x)
+        pool_output_size(x.shape[2:], self._kernel, self._stride, self._padding,
+                         ceil_mode=self.ceil_mode, where=self._where)  # too small: say so here
+        y, cache = avg_pool2d_forward(x, self._kernel, self._stride, self._padding,
+                                      self.ceil_mode, self.count_include_pad,
+                                      self.divisor_override)
+        self._cache = (cache, y)
+        return y
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class MaxUnpool2d(_Pool2d):
+    """The inverse of a max pooling up to its lost values: each value of x goes back to the
+    position its ``indices`` (from ``MaxPool2d(..., return_indices=True)``) record, in a
+    zero map of size (N, C, OH, OW).
+
+    ``output_size`` defaults to ``(H - 1)*stride - 2*padding + kernel_size`` per axis; pass
+    the pooled input's size (``x.shape``) when the pooling rounded a size down. The gradient
+    of each value is read back from its position.
+    """
+
+    _backward = staticmethod(max_unpool2d_backward)
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__(kernel_size, stride, padding)
+        self.kernel_size, self.stride, self.padding = self._kernel, self._stride, self._padding
+
+    def forward(self, x, indices, output_size=None):
+        """x: (N, C, H, W) float, indices: (N, C, H, W) int -> y: (N, C, OH, OW)."""
+        checks.check_input(self._where, x)
+        checks.check_input(self._where, indices, name="indices", floating=False)
+        if indices.dtype.kind not in "iu":
+            raise TypeError(f"{self._where}: expected integer indices (from MaxPool2d with "
+                            f"return_indices=True), got dtype {indices.dtype}")
+        if tuple(indices.shape) != tuple(x.shape):
+            raise ValueError(f"{self._where}: expected indices of the shape of x "
+                             f"{tuple(x.shape)}, got {tuple(indices.shape)}")
+        checks.check_same_device(self._where, x, indices)
+        OH, OW = max_unpool_output_size(x.shape[2:], self._kernel, self._stride, self._padding,
+                                        output_size, where=self._where)
+        # CuPy would silently wrap an out-of-range index: check on the host (one sync).
+        if indices.size and not 0 <= int(indices.min()) <= int(indices.max()) < OH * OW:
+            raise ValueError(f"{self._where}: indices must lie in [0, {OH * OW}) for an output "
+                             f"of size ({OH}, {OW}), got values in [{int(indices.min())}, "
+                             f"{int(indices.max())}]")
+        y, cache = max_unpool2d_forward(x, indices, (OH, OW))
+        self._cache = (cache, y)
+        return y
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"

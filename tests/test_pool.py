@@ -56,14 +56,14 @@ def distinct_values(rng, shape) -> np.ndarray:
     return (rng.permutation(int(np.prod(shape))).reshape(shape) * 0.01 - 1.0)
 
 
-def max_pool_args(config: PoolConfig, dilation=(1, 1)) -> dict:
-    return dict(kernel_size=config.kernel_size, stride=config.stride, padding=config.padding,
-                dilation=dilation, ceil_mode=config.ceil_mode)
-
-
-def avg_pool_args(config: PoolConfig) -> dict:
+def pool_args(config: PoolConfig) -> dict:
+    """The keyword arguments of any pooling for ``config``."""
     return dict(kernel_size=config.kernel_size, stride=config.stride, padding=config.padding,
                 ceil_mode=config.ceil_mode)
+
+
+def max_pool_args(config: PoolConfig, dilation=(1, 1)) -> dict:
+    return dict(pool_args(config), dilation=dilation)
 
 
 def scatter_add(dy: np.ndarray, indices: np.ndarray, input_shape) -> np.ndarray:
@@ -137,7 +137,7 @@ def test_max_pool_matches_naive(bk, problem, seed):
 def test_avg_pool_matches_naive(bk, config, count_include_pad, divisor_override, seed):
     rng = np.random.default_rng(seed)
     x = tied_values(rng, config.input_shape)  # integer sums: exact in any order
-    args = dict(avg_pool_args(config), count_include_pad=count_include_pad,
+    args = dict(pool_args(config), count_include_pad=count_include_pad,
                 divisor_override=divisor_override)
     y, _ = avg_pool2d_forward(bk.asarray(x), **args)
     y_naive = avg_pool2d_naive(bk.asarray(x), **args)
@@ -277,7 +277,7 @@ def test_max_pool_matches_torch(torch, problem, ties, seed):
 def test_avg_pool_matches_torch(torch, config, count_include_pad, divisor_override, seed):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(config.input_shape)
-    args = dict(avg_pool_args(config), count_include_pad=count_include_pad,
+    args = dict(pool_args(config), count_include_pad=count_include_pad,
                 divisor_override=divisor_override)
     pool = AvgPool2d(**args)
     y = pool(x)
@@ -296,7 +296,7 @@ def test_max_unpool_matches_torch(torch, config, seed):
     """Unpool values at the indices of a max pooling, to the pooled input's size."""
     rng = np.random.default_rng(seed)
     x = distinct_values(rng, config.input_shape)
-    y, indices = torch.nn.functional.max_pool2d(torch.from_numpy(x), **avg_pool_args(config),
+    y, indices = torch.nn.functional.max_pool2d(torch.from_numpy(x), **pool_args(config),
                                                 return_indices=True)
     # Overlapping windows can share a maximum (a repeated index): unpool the pooled values
     # then, equal at a shared index, so which write wins does not matter.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import strict_cupy
 
 from minifcn.functional.loss import log_softmax, softmax
 from minifcn.gradcheck import gradcheck_module
@@ -279,3 +280,12 @@ def test_bad_backward(bk, rng):
     with pytest.raises(TypeError, match=r"CrossEntropyLoss\(reduction='none'\): expected dloss "
                                         r"to be an array, got float"):
         per_pixel.backward(1.0)
+
+
+def test_weight_on_another_device_is_refused(rng):
+    criterion = CrossEntropyLoss(np.ones(3), dtype="float64")  # on the host
+    logits = strict_cupy.asarray(rng.standard_normal((2, 3)))
+    target = strict_cupy.asarray(np.array([0, 2]))
+    with pytest.raises(TypeError, match=r"CrossEntropyLoss\(weight=<3 classes>\): arrays from "
+                                        r"two devices"):
+        criterion(logits, target)

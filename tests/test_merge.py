@@ -93,7 +93,7 @@ def test_add_bad_inputs(bk, rng):
         Add()(a, bk.asarray(rng.standard_normal((2, 3, 5, 5))))
     with pytest.raises(ValueError, match=r"Add\(\): inputs 0 and 1 differ in shape"):
         Add()(a, bk.asarray(rng.standard_normal((1, 3, 4, 4))))  # no silent broadcasting
-    with pytest.raises(TypeError, match=r"Add\(\): expected at least 2 arrays, got 1"):
+    with pytest.raises(TypeError, match=r"Add\(\): expected 2 or more arrays, got 1"):
         Add()(a)
     with pytest.raises(TypeError, match=r"Add\(\): inputs 0 and 1 differ in dtype"):
         Add()(a, bk.asarray(rng.standard_normal((2, 3, 4, 4)).astype(np.float32)))
@@ -164,7 +164,7 @@ def test_concat_bad_inputs(bk, rng):
         Concat(4)(a, a)
     with pytest.raises(TypeError, match=r"Concat\(dim=1.0\): dim must be an int"):
         Concat(1.0)
-    with pytest.raises(TypeError, match=r"Concat\(dim=1\): expected at least 1 arrays, got 0"):
+    with pytest.raises(TypeError, match=r"Concat\(dim=1\): expected 1 or more arrays, got 0"):
         Concat()()
 
 

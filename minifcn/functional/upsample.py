@@ -14,8 +14,9 @@ output read, needs neither ``add.at`` nor any loop: it is the same two matrix pr
 the matrices transposed (:func:`_apply_separable` serves both directions). A row of ``A``
 has at most two non-zeros, so the products do ``H`` (or ``W``) multiply-adds per output
 where a gather does two; but each is one BLAS call with no temporaries, and for the score
-maps FCN up-samples it is 3-6x faster on NumPy than gathering rows and columns (measured
-for (8, 21, 8, 8) -> x8 and (8, 64, 32, 32) -> x2; it stays ahead up to 128 -> 256).
+maps FCN up-samples it is faster on NumPy than gathering rows and columns and blending them
+(measured: 6x for (8, 21, 8, 8) -> x8, 3.5x for (1, 21, 16, 16) -> x32, 2.5x for
+(8, 64, 32, 32) -> x2, still 1.5x for (4, 32, 128, 128) -> x2).
 Nearest mode copies, so its forward pass gathers rows then columns instead: that is cheaper
 and keeps every value bit-exact (a product with a one-hot matrix would turn an ``inf`` into
 NaNs along its row and column: ``0 * inf``). Bilinear does have that behaviour, unlike

@@ -55,15 +55,16 @@ class CrossEntropyLoss(Module):
         self.reduction = reduction
         self.label_smoothing = float(label_smoothing)
         self._cache = None
+        dtype = backend.resolve_dtype(dtype)
         if weight is None:
             self.weight = None  # no buffer at all, as PyTorch's state_dict has no "weight"
-            return
-        host = backend.to_numpy(weight) if is_array(weight) else backend.np.asarray(weight)
-        if host.ndim != 1 or host.dtype.kind not in "iuf" or host.size == 0:
-            raise ValueError(f"{where}: weight must be a non-empty 1-D array of per-class "
-                             f"numbers, got {type(weight).__name__} of shape {host.shape} "
-                             f"and dtype {host.dtype}")
-        self.register_buffer("weight", host.astype(backend.resolve_dtype(dtype)))
+        else:
+            host = backend.to_numpy(weight) if is_array(weight) else backend.np.asarray(weight)
+            if host.ndim != 1 or host.dtype.kind not in "iuf" or host.size == 0:
+                raise ValueError(f"{where}: weight must be a non-empty 1-D array of per-class "
+                                 f"numbers, got {type(weight).__name__} of shape {host.shape} "
+                                 f"and dtype {host.dtype}")
+            self.register_buffer("weight", host.astype(dtype))
         self.to(device=device or backend.default_device())
 
     @property
@@ -91,13 +92,10 @@ class CrossEntropyLoss(Module):
             raise ValueError(f"{where}: expected target of shape {expected} for logits of "
                              f"shape {tuple(logits.shape)}, got {tuple(target.shape)}")
         C = logits.shape[1]
-        if self.weight is not None:
-            check_same_device(where, logits, target, self.weight)
-            if self.weight.shape[0] != C:
-                raise ValueError(f"{where}: weight has {self.weight.shape[0]} entries but the "
-                                 f"logits have {C} classes (shape {tuple(logits.shape)})")
-        else:
-            check_same_device(where, logits, target)
+        check_same_device(where, logits, target, self.weight)  # a None weight is skipped
+        if self.weight is not None and self.weight.shape[0] != C:
+            raise ValueError(f"{where}: weight has {self.weight.shape[0]} entries but the "
+                             f"logits have {C} classes (shape {tuple(logits.shape)})")
         xp = backend.get_array_module(target)
         target = target.astype(xp.int64, copy=False)
         self._check_classes(target, C)

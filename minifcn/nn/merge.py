@@ -34,7 +34,7 @@ __all__ = ["Add", "Concat", "Crop"]
 def _check_arrays(where: str, xs, minimum: int) -> None:
     """At least ``minimum`` arrays, all of one dtype on one device."""
     if len(xs) < minimum:
-        raise TypeError(f"{where}: expected at least {minimum} arrays, got {len(xs)}")
+        raise TypeError(f"{where}: expected {minimum} or more arrays, got {len(xs)}")
     for i, x in enumerate(xs):
         if not is_array(x):
             raise TypeError(f"{where}: input {i} is a {type(x).__name__}, not an array")

@@ -42,7 +42,8 @@ def log_softmax(x, dim: int = 1):
     """
     xp = get_array_module(x)
     shifted = x - x.max(axis=dim, keepdims=True)
-    return shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
+    shifted -= xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))  # our own array
+    return shifted
 
 
 def softmax(x, dim: int = 1):
@@ -135,9 +136,10 @@ def cross_entropy_backward(dloss, cache):
     dpixel = xp.where(valid, dloss, 0.0).astype(logp.dtype, copy=False)
 
     p = xp.exp(logp)
-    classes = _per_class(xp.arange(C), logp.ndim)
-    onehot = classes == safe_target[:, None]
-    dlogits = (p - onehot) * ((1.0 - label_smoothing) * weight_target * dpixel)[:, None]
+    onehot = _per_class(xp.arange(C), logp.ndim) == safe_target[:, None]
+    # (p - onehot) * scale, built in place in a fresh array (it is the largest one here).
+    dlogits = p - onehot
+    dlogits *= ((1.0 - label_smoothing) * weight_target * dpixel)[:, None]
     if label_smoothing > 0.0:
         if weight is None:
             smooth = C * p - 1.0

@@ -545,3 +545,4 @@ def test_unpool_bad_inputs(bk, rng):
     assert z.shape == (1, 2, 7, 5)
     with pytest.raises(ValueError, match=rf"{where}.*expected dy of shape \(1, 2, 7, 5\)"):
         unpool.backward(bk.asarray(rng.standard_normal((1, 2, 6, 6))))
+    assert unpool(values, indices, output_size=[np.int64(5), 7]).shape == (1, 2, 5, 7)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from numbers import Integral
 
 from ..backend import get_array_module
 from ..checks import as_pair
@@ -458,10 +459,11 @@ def max_unpool_output_size(size: Pair, kernel_size: Pair, stride: Pair, padding:
         out = default
     else:
         if not (isinstance(output_size, (tuple, list)) and len(output_size) in (2, 4)
-                and all(isinstance(n, int) and not isinstance(n, bool) for n in output_size)):
+                and all(isinstance(n, Integral) and not isinstance(n, bool)
+                        for n in output_size)):
             raise TypeError(f"{where}: output_size must be (OH, OW) or (N, C, OH, OW) ints, "
                             f"got {output_size!r}")
-        out = tuple(output_size[-2:])
+        out = tuple(int(n) for n in output_size[-2:])
         for axis, (o, d, s) in enumerate(zip(out, default, stride, strict=True)):
             if not d - s < o < d + s:
                 raise ValueError(f"{where}: output_size {out} is not a size the pooling could "

@@ -63,7 +63,7 @@ class _Pool2d(Module):
         cache, y = self._cache
         checks.check_grad(self._where, dy, y.shape, y.dtype)
         checks.check_same_device(self._where, dy, y)
-        dx = type(self)._backward(dy, cache)
+        dx = self._backward(dy, cache)
         self._cache = None
         return dx
 

@@ -75,7 +75,7 @@ def use_gpu_module(module: object) -> Iterator[None]:
 def _import_cupy():
     try:
         import cupy
-    except ImportError as error:
+    except Exception as error:  # not installed, or a broken CUDA install failing at import
         raise DeviceUnavailableError(f"device 'gpu' needs CuPy, which is not installed: "
                                      f"{GPU_INSTALL_HINT}") from error
     register_array_module(cupy.ndarray, cupy, "gpu")
@@ -240,7 +240,8 @@ class Generator:
 
     def uniform(self, low: float, high: float, shape, dtype="float32", xp=np):
         """Uniform numbers in [low, high), built from ``random`` (all CuPy's Generator has)."""
-        return self.random(shape, dtype, xp) * (high - low) + low
+        # Python floats, so NumPy scalar bounds cannot promote a float32 draw to float64
+        return self.random(shape, dtype, xp) * float(high - low) + float(low)
 
     def integers(self, low: int, high: int | None = None, size=None, xp=np):
         return self._stream(xp).integers(low, high, size=size)

@@ -45,16 +45,17 @@ def check_probability(where: str, p) -> float:
     return float(p)
 
 
-def check_input(where: str, x, *, ndim: int = 4, channels: int | None = None,
+def check_input(where: str, x, *, ndim: int | None = 4, channels: int | None = None,
                 dtype=None, name: str = "x", floating: bool = True) -> None:
-    """``x`` is an array of rank ``ndim`` (NCHW by default) with the expected channels/dtype.
+    """``x`` is an array of rank ``ndim`` (NCHW by default; ``None``: any rank) with the
+    expected channels and dtype.
 
     ``dtype``, when given, is the dtype of the layer's parameters: a float64 input to a
     float32 layer is refused rather than silently promoted.
     """
     if not is_array(x):
         raise TypeError(f"{where}: expected {name} to be an array, got {type(x).__name__}")
-    if x.ndim != ndim:
+    if ndim is not None and x.ndim != ndim:
         layout = {4: " (N, C, H, W)", 3: " (N, H, W)"}.get(ndim, "")
         raise ValueError(f"{where}: expected {name} of rank {ndim}{layout}, "
                          f"got {name} of shape {tuple(x.shape)}")

@@ -269,9 +269,6 @@ def test_streams_per_module_are_independent():
                                   backend.Generator(9).random((3,), xp=scp).get())
 
 
-@pytest.mark.xfail(strict=True, reason="backend bug: Generator.uniform multiplies by "
-                   "(high - low) unconverted, so NumPy float64 bounds (np.sqrt(...)) make a "
-                   "float32 draw float64 under NumPy 2 promotion")
 def test_uniform_keeps_the_dtype_with_numpy_scalar_bounds():
     bound = np.sqrt(6.0 / 27)  # a NumPy float64, as Kaiming/Xavier bounds usually are
     draw = backend.Generator(0).uniform(-bound, bound, (3,), "float32")

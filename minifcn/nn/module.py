@@ -14,13 +14,28 @@ both contributions) and never writes into its arguments or its cache.
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from .. import backend
 from ..backend import get_array_module, to_device, to_numpy
 
-__all__ = ["Module", "Parameter", "Sequential", "Identity"]
+__all__ = ["Module", "Parameter", "Sequential", "Identity", "trace_calls"]
+
+# Callbacks that want to see every module call (``summary`` uses this to follow tensors
+# through any model, skip connections included). Empty in ordinary use.
+_call_observers: list[Callable] = []
+
+
+@contextlib.contextmanager
+def trace_calls(observer: Callable) -> Iterator[None]:
+    """Within the block, ``observer(module, inputs, output)`` runs after every module call."""
+    _call_observers.append(observer)
+    try:
+        yield
+    finally:
+        _call_observers.remove(observer)
 
 
 class Parameter:
@@ -70,6 +85,9 @@ class Module:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}: call super().__init__() before "
                                  f"assigning attributes")
+        if name in self._buffers and not isinstance(value, (Parameter, Module)):
+            object.__setattr__(self, name, value)  # a new array for a buffer stays a buffer
+            return
         for registry in (self._parameters, self._buffers, self._modules):
             registry.pop(name, None)
         if isinstance(value, Parameter):
@@ -79,7 +97,11 @@ class Module:
         object.__setattr__(self, name, value)
 
     def register_buffer(self, name: str, array) -> None:
-        """A non-trainable array in the state_dict (running statistics, counters)."""
+        """A non-trainable array in the state_dict (running statistics, counters).
+
+        Later assignments (``self.running_mean = new``) replace the array and keep it a
+        buffer. ``None`` registers nothing in the state_dict, as in PyTorch.
+        """
         setattr(self, name, array)
         self._buffers[name] = True  # the value lives on the attribute; this keeps order
 
@@ -108,10 +130,17 @@ class Module:
         for _, param in self.named_parameters():
             yield param
 
+    def _local_buffers(self) -> Iterator[tuple[str, object]]:
+        """This module's own buffers, skipping those set to None (absent, as in PyTorch)."""
+        for name in self._buffers:
+            array = getattr(self, name)
+            if array is not None:
+                yield name, array
+
     def named_buffers(self) -> Iterator[tuple[str, object]]:
         for prefix, module in self.named_modules():
-            for name in module._buffers:
-                yield (f"{prefix}.{name}" if prefix else name), getattr(module, name)
+            for name, array in module._local_buffers():
+                yield (f"{prefix}.{name}" if prefix else name), array
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(int(p.data.size) for p in self.parameters()
@@ -165,8 +194,8 @@ class Module:
             for param in module._parameters.values():
                 param.data = convert(param.data)
                 param.grad = convert(param.grad)
-            for name in module._buffers:
-                object.__setattr__(module, name, convert(getattr(module, name)))
+            for name, array in module._local_buffers():
+                object.__setattr__(module, name, convert(array))
             module._after_to(device, dtype)
         return self
 
@@ -182,8 +211,8 @@ class Module:
             dot = f"{prefix}." if prefix else ""
             for name, param in module._parameters.items():
                 state[dot + name] = param.data
-            for name in module._buffers:
-                state[dot + name] = getattr(module, name)
+            for name, array in module._local_buffers():
+                state[dot + name] = array
         return state
 
     def load_state_dict(self, state_dict, strict: bool = True) -> None:
@@ -215,9 +244,8 @@ class Module:
             for name, param in module._parameters.items():
                 if dot + name in state_dict:
                     param.data = _like(state_dict[dot + name], param.data)
-            for name in module._buffers:
+            for name, current in module._local_buffers():
                 if dot + name in state_dict:
-                    current = getattr(module, name)
                     object.__setattr__(module, name, _like(state_dict[dot + name], current))
 
     # --- forward / backward -------------------------------------------------------------
@@ -228,7 +256,10 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        output = self.forward(*args, **kwargs)
+        for observer in _call_observers:
+            observer(self, args, output)
+        return output
 
     # --- printing -----------------------------------------------------------------------
     def extra_repr(self) -> str:

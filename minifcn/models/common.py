@@ -1,0 +1,167 @@
+"""Pieces every segmenter here shares: the VGG-style encoder and the up-sampling choices.
+
+The encoder follows the FCN paper's VGG at toy width: five stages of
+(3x3 conv - batch norm - ReLU) x 2, each followed by a 2x2 max-pool, so the last map is 32
+times smaller than the image (output stride 32). Decoders differ only in how they climb
+back to full resolution, which is exactly what the models in this package compare.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import nn
+from ..checks import check_input
+from ..nn import init
+
+__all__ = ["UPSAMPLE_MODES", "Encoder", "EncoderFeatures", "accumulate", "check_image",
+           "conv_bn_relu", "double_conv", "make_upsampler", "transposed_padding"]
+
+UPSAMPLE_MODES = ("transposed", "bilinear", "resize-conv")
+DEFAULT_WIDTHS = (16, 32, 64, 64, 128)
+
+
+def conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
+    """3x3 convolution (no bias: batch norm's shift replaces it), batch norm, ReLU."""
+    return [nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False, device="cpu"),
+            nn.BatchNorm2d(out_channels, device="cpu"),
+            nn.ReLU()]
+
+
+def double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
+    """Two conv-BN-ReLU blocks: one VGG/U-Net stage."""
+    return nn.Sequential(*conv_bn_relu(in_channels, out_channels),
+                         *conv_bn_relu(out_channels, out_channels))
+
+
+def accumulate(*grads):
+    """The sum of the gradients that reach one tensor along different paths (None = none).
+
+    Always a new array, so no branch's gradient is modified by another's.
+    """
+    present = [g for g in grads if g is not None]
+    if not present:
+        return None
+    total = present[0].copy() if len(present) == 1 else present[0] + present[1]
+    for g in present[2:]:
+        total += g
+    return total
+
+
+@dataclass
+class EncoderFeatures:
+    """What the encoder hands to a decoder, stage by stage (index 0 = stage 1).
+
+    ``before_pool[k]``: stage k's output (N, C_k, H / 2**k, W / 2**k), U-Net's skip input.
+    ``pooled[k]``: the same after 2x2 max-pooling; ``pooled[-1]`` is the stride-32 map.
+    ``indices[k]``: where each pooled maximum came from (SegNet's unpooling needs them).
+    """
+
+    before_pool: list
+    pooled: list
+    indices: list
+
+
+class Encoder(nn.Module):
+    """Five conv-BN-ReLU x2 stages, each followed by 2x2 max-pooling (output stride 32)."""
+
+    def __init__(self, in_channels: int = 3, widths=DEFAULT_WIDTHS):
+        super().__init__()
+        self.widths = tuple(widths)
+        channels = in_channels
+        for k, width in enumerate(self.widths, start=1):
+            self.add_module(f"stage{k}", double_conv(channels, width))
+            self.add_module(f"pool{k}", nn.MaxPool2d(2, 2, return_indices=True))
+            channels = width
+
+    @property
+    def stride(self) -> int:
+        return 2 ** len(self.widths)
+
+    def stages(self):
+        return [(getattr(self, f"stage{k}"), getattr(self, f"pool{k}"))
+                for k in range(1, len(self.widths) + 1)]
+
+    def forward(self, x) -> EncoderFeatures:
+        features = EncoderFeatures([], [], [])
+        for stage, pool in self.stages():
+            x = stage(x)
+            features.before_pool.append(x)
+            x, indices = pool(x)
+            features.pooled.append(x)
+            features.indices.append(indices)
+        return features
+
+    def backward(self, d_pooled: dict, d_before_pool: dict | None = None):
+        """Gradient of the input from the gradients that reach each stage's outputs.
+
+        ``d_pooled[k]`` / ``d_before_pool[k]`` (0-based stage index): gradients arriving at a
+        stage's pooled output / its pre-pool output from the decoder; missing keys mean none.
+        Walking the stages in reverse, each pooled output also receives the gradient of the
+        next stage's input, and the two are summed.
+        """
+        d_before_pool = d_before_pool or {}
+        d_next = None
+        for k in reversed(range(len(self.widths))):
+            stage, pool = self.stages()[k]
+            d = accumulate(d_pooled.get(k), d_next)
+            d = pool.backward(d) if d is not None else None
+            d = accumulate(d, d_before_pool.get(k))
+            d_next = stage.backward(d)
+        return d_next
+
+
+def transposed_padding(kernel_size: int, scale: int) -> tuple[int, int]:
+    """``(padding, output_padding)`` that make a transposed convolution scale sizes exactly.
+
+    Output size is (H-1)S - 2P + K + output_padding; asking for exactly S*H gives
+    output_padding - 2P = S - K, solved with the smallest P >= 0 (output_padding < S).
+    """
+    padding = max(0, -(-(kernel_size - scale) // 2))
+    output_padding = 2 * padding - (kernel_size - scale)
+    if not 0 <= output_padding < scale:
+        raise ValueError(f"a transposed convolution with kernel {kernel_size} cannot up-sample "
+                         f"exactly x{scale}")
+    return padding, output_padding
+
+
+def make_upsampler(in_channels: int, out_channels: int, scale: int, mode: str = "transposed",
+                   kernel_size: int | None = None) -> nn.Module:
+    """A layer taking (N, in, H, W) to (N, out, scale*H, scale*W), three ways:
+
+    - ``"transposed"``: a learned transposed convolution, kernel ``2*scale`` unless
+      ``kernel_size`` says otherwise (a kernel not divisible by the stride overlaps unevenly
+      and draws a checkerboard); bilinear-initialised when it maps channels to themselves.
+    - ``"bilinear"``: fixed bilinear interpolation (plus a 1x1 convolution if the channel
+      count changes).
+    - ``"resize-conv"``: bilinear resize, then a learned 3x3 convolution; every output pixel
+      sees the same number of inputs, so no checkerboard.
+    """
+    if mode == "transposed":
+        kernel_size = kernel_size or 2 * scale
+        padding, output_padding = transposed_padding(kernel_size, scale)
+        layer = nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride=scale,
+                                   padding=padding, output_padding=output_padding, bias=False,
+                                   device="cpu")
+        if in_channels == out_channels:
+            init.bilinear_(layer.weight.data)
+        return layer
+    if mode == "bilinear":
+        resize = nn.Upsample(scale_factor=scale, mode="bilinear", align_corners=False)
+        if in_channels == out_channels:
+            return resize
+        return nn.Sequential(resize, nn.Conv2d(in_channels, out_channels, 1, device="cpu"))
+    if mode == "resize-conv":
+        return nn.Sequential(nn.Upsample(scale_factor=scale, mode="bilinear",
+                                         align_corners=False),
+                             nn.Conv2d(in_channels, out_channels, 3, padding=1, device="cpu"))
+    raise ValueError(f"unknown upsample mode {mode!r}: expected one of {UPSAMPLE_MODES}")
+
+
+def check_image(where: str, x, in_channels: int, stride: int) -> None:
+    """Segmenter input: (N, in_channels, H, W) with H and W multiples of the output stride."""
+    check_input(where, x, channels=in_channels)
+    height, width = x.shape[2:]
+    if height % stride or width % stride:
+        raise ValueError(f"{where}: image height and width must be multiples of {stride} (the "
+                         f"encoder's output stride), got {height}x{width}")

@@ -1,0 +1,255 @@
+"""Training and evaluation loops: what ``minifcn train`` and ``minifcn evaluate`` run.
+
+One training step is the whole framework in five lines:
+
+    logits = model(images)                    # forward through every layer
+    loss = criterion(logits, masks)           # per-pixel cross-entropy, void ignored
+    model.zero_grad()
+    model.backward(criterion.backward())      # every layer's hand-written backward
+    optimizer.step()
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+from . import backend
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data import DataLoader, SegmentationFolder, Shapes, median_frequency_weights
+from .metrics import ConfusionMatrix
+from .models import MODELS, build_model
+from .nn import CrossEntropyLoss
+from .optim import SGD, Adam, make_scheduler
+
+__all__ = ["METRIC_COLUMNS", "TrainConfig", "TrainingDiverged", "build_for_config", "evaluate",
+           "train"]
+
+METRIC_COLUMNS = ["epoch", "train_loss", "val_loss", "pixel_acc", "mean_acc", "mean_iou",
+                  "fw_iou", "seconds"]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved in every checkpoint)."""
+
+    model: str = "fcn8s"
+    epochs: int = 12
+    batch_size: int = 16
+    lr: float = 3e-3
+    optimizer: str = "adam"
+    schedule: str = "cosine"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    image_size: int = 64
+    train_size: int = 2000
+    val_size: int = 500
+    data: str | None = None
+    seed: int = 0
+    device: str = "cpu"
+    out: str = "runs/latest"
+    upsample: str | None = None
+    class_weights: bool = False
+    flip: bool = True
+    num_classes: int = 0  # 0 until the data says how many
+    model_options: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}: expected one of "
+                             f"{', '.join(MODELS)}")
+        if self.image_size <= 0 or self.image_size % 32:
+            raise ValueError(f"image size {self.image_size} cannot go through the encoder: it "
+                             f"must be a positive multiple of 32 (the output stride)")
+        for name in ("epochs", "batch_size", "train_size", "val_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, "
+                                 f"got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"--lr must be positive, got {self.lr}")
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"unknown optimizer {self.optimizer!r}: expected adam or sgd")
+        backend.array_module(self.device)  # a clear error when the GPU is not there
+
+
+def _datasets(config: TrainConfig):
+    """(train, validation) datasets: toy shapes, or a VOC-layout folder."""
+    if config.data is None:
+        return Shapes.splits(config.train_size, config.val_size, config.image_size,
+                             seed=config.seed)
+    return (SegmentationFolder(config.data, split="train", image_size=config.image_size),
+            SegmentationFolder(config.data, split="val", image_size=config.image_size))
+
+
+def build_for_config(config: TrainConfig):
+    """The model a config describes, freshly initialised, on the config's device."""
+    options = dict(config.model_options)
+    if config.upsample is not None:
+        options["upsample"] = config.upsample
+    model = build_model(config.model, config.num_classes, **options)
+    return model.to(config.device)
+
+
+def _make_optimizer(config: TrainConfig, model):
+    if config.optimizer == "sgd":
+        return SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                   weight_decay=config.weight_decay)
+    return Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
+def evaluate(model, loader, num_classes: int, criterion=None) -> dict:
+    """Mean loss (if ``criterion``) and the four segmentation metrics over ``loader``."""
+    model.eval()
+    confusion = ConfusionMatrix(num_classes, ignore_index=loader.dataset.ignore_index)
+    total_loss, batches = 0.0, 0
+    for images, masks in loader:
+        logits = model(images)
+        if criterion is not None:
+            total_loss += float(criterion(logits, masks))
+            batches += 1
+        confusion.update(logits.argmax(axis=1), masks)
+    results = confusion.compute()
+    if criterion is not None:
+        results["loss"] = total_loss / max(batches, 1)
+    return results
+
+
+def _write_metrics(path: str, rows: list[dict]) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{row[k]:.6f}" if isinstance(row[k], float) else row[k])
+                             for k in METRIC_COLUMNS})
+    os.replace(tmp, path)
+
+
+def _read_metrics(path: str) -> list[dict]:
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()}
+                for row in csv.DictReader(f)]
+
+
+def train(config: TrainConfig, resume: str | None = None, progress: bool = True,
+          log=print) -> dict:
+    """Train ``config.model``; write metrics.csv, checkpoints and figures to ``config.out``.
+
+    Returns the last epoch's metrics row. Raises :class:`TrainingDiverged` (after keeping
+    the last good checkpoint) when the loss stops being finite.
+    """
+    start_epoch, state = 0, None
+    if resume is not None:
+        state = load_checkpoint(resume)
+        saved = dict(state.config)
+        saved.update(epochs=config.epochs, out=config.out, device=config.device)
+        config = TrainConfig(**saved)
+        start_epoch = state.epoch + 1
+    config.validate()
+    os.makedirs(config.out, exist_ok=True)
+    backend.manual_seed(config.seed)
+
+    train_set, val_set = _datasets(config)
+    num_classes = train_set.num_classes
+    config = dataclasses.replace(config, num_classes=num_classes)
+    model = build_for_config(config)
+    optimizer = _make_optimizer(config, model)
+    train_loader = DataLoader(train_set, config.batch_size, shuffle=True, drop_last=True,
+                              seed=config.seed, hflip=config.flip, device=config.device)
+    val_loader = DataLoader(val_set, config.batch_size, device=config.device)
+    scheduler = make_scheduler(config.schedule, optimizer,
+                               total_steps=config.epochs * len(train_loader))
+    weight = None
+    if config.class_weights:
+        masks = getattr(train_set, "masks", None)
+        if masks is None:  # a folder dataset reads its masks from disk one by one
+            masks = [mask for _, mask in train_set]
+        host_weight = median_frequency_weights(masks, num_classes, train_set.ignore_index)
+        weight = backend.to_device(host_weight.astype("float32"), config.device)
+    criterion = CrossEntropyLoss(weight=weight, ignore_index=train_set.ignore_index)
+
+    rows = []
+    if state is not None:
+        model.load_state_dict(state.model_state)
+        optimizer.load_state_dict(state.optimizer_state)
+        optimizer.to(config.device)
+        scheduler.load_state_dict(state.extra["scheduler"])
+        train_loader.set_epoch(start_epoch)
+        rows = [r for r in _read_metrics(os.path.join(config.out, "metrics.csv"))
+                if r["epoch"] <= state.epoch]
+    best = max((r["mean_iou"] for r in rows), default=-1.0)
+
+    for epoch in range(start_epoch, config.epochs):
+        started = time.perf_counter()
+        model.train()
+        running, steps = 0.0, 0
+        batches = _progress(train_loader, f"epoch {epoch + 1}/{config.epochs}", progress)
+        for step, (images, masks) in enumerate(batches):
+            logits = model(images)
+            loss = float(criterion(logits, masks))
+            if not math.isfinite(loss):
+                raise TrainingDiverged(
+                    f"the loss became {loss} at epoch {epoch + 1}, step {step + 1} "
+                    f"(lr {config.lr}); try a lower learning rate, e.g. --lr {config.lr / 10:g}"
+                    f"; the last good checkpoint is kept in {config.out}")
+            model.zero_grad()
+            model.backward(criterion.backward())
+            optimizer.step()
+            scheduler.step()
+            running += loss
+            steps += 1
+            if progress:
+                batches.set_postfix(loss=f"{running / steps:.4f}")
+        val = evaluate(model, val_loader, num_classes, criterion)
+        row = {"epoch": epoch + 1, "train_loss": running / steps, "val_loss": val["loss"],
+               "pixel_acc": val["pixel_acc"], "mean_acc": val["mean_acc"],
+               "mean_iou": val["mean_iou"], "fw_iou": val["fw_iou"],
+               "seconds": time.perf_counter() - started}
+        rows.append(row)
+        log(f"epoch {epoch + 1}/{config.epochs}: train loss {row['train_loss']:.4f}, "
+            f"val loss {row['val_loss']:.4f}, pixel acc {row['pixel_acc']:.4f}, "
+            f"mean IoU {row['mean_iou']:.4f} ({row['seconds']:.1f} s)")
+        _write_metrics(os.path.join(config.out, "metrics.csv"), rows)
+        _save(config, model, optimizer, scheduler, epoch, row, "checkpoint.npz")
+        if row["mean_iou"] > best:
+            best = row["mean_iou"]
+            _save(config, model, optimizer, scheduler, epoch, row, "best.npz")
+
+    _figures(config, model, val_set, rows, log)
+    return rows[-1] if rows else {}
+
+
+def _save(config, model, optimizer, scheduler, epoch, row, name) -> None:
+    save_checkpoint(os.path.join(config.out, name), model.state_dict(),
+                    optimizer_state=optimizer.state_dict(), epoch=epoch,
+                    model_name=config.model, config=dataclasses.asdict(config),
+                    metrics={k: v for k, v in row.items() if k != "seconds"},
+                    extra={"scheduler": scheduler.state_dict()})
+
+
+def _progress(loader, description: str, enabled: bool):
+    if not enabled:
+        return loader
+    from tqdm import tqdm
+
+    return tqdm(loader, desc=description, leave=False, dynamic_ncols=True)
+
+
+def _figures(config, model, val_set, rows, log) -> None:
+    from .viz import save_curves, save_predictions
+
+    predictions = os.path.join(config.out, "predictions.png")
+    save_predictions(predictions, model, val_set, count=6)
+    curves = os.path.join(config.out, "curves.png")
+    save_curves(curves, rows)
+    log(f"wrote {predictions} and {curves}")

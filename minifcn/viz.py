@@ -1,0 +1,88 @@
+"""Pictures of a segmenter at work: predictions beside the truth, and training curves.
+
+Everything here runs on the host with matplotlib's non-interactive Agg backend, so it
+works on a machine with no screen.
+"""
+
+from __future__ import annotations
+
+from . import backend
+from .backend import np
+from .data import VOID_COLOR, colorize, voc_palette
+
+__all__ = ["predict_masks", "save_curves", "save_predictions"]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def predict_masks(model, images, batch_size: int = 16):
+    """Class index per pixel, (N, H, W) on the host, for host images (N, C, H, W)."""
+    model.eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        batch = backend.to_device(images[start:start + batch_size], model.device)
+        dtype = next(iter(model.parameters())).dtype
+        out.append(backend.to_numpy(model(batch.astype(dtype)).argmax(axis=1)))
+    return np.concatenate(out)
+
+
+def save_predictions(path: str, model, dataset, count: int = 6) -> None:
+    """Rows of image | ground truth | prediction for the first ``count`` items of
+    ``dataset``, with a legend of the class colours."""
+    plt = _pyplot()
+    count = min(count, len(dataset))
+    images = np.stack([dataset[i][0] for i in range(count)])
+    truths = np.stack([dataset[i][1] for i in range(count)])
+    predictions = predict_masks(model, images)
+    figure, axes = plt.subplots(count, 3, figsize=(6.6, 2.2 * count + 0.6), squeeze=False)
+    for row in range(count):
+        panels = (images[row].transpose(1, 2, 0), colorize(truths[row]),
+                  colorize(predictions[row]))
+        for column, (panel, title) in enumerate(zip(panels,
+                                                    ("image", "ground truth", "prediction"))):
+            axis = axes[row, column]
+            axis.imshow(np.clip(panel, 0, 1) if panel.dtype.kind == "f" else panel,
+                        interpolation="nearest")
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if row == 0:
+                axis.set_title(title)
+    names = list(getattr(dataset, "classes", None) or range(getattr(dataset, "num_classes")))
+    palette = voc_palette(len(names))  # the colours colorize uses for labels 0..C-1
+    handles = [plt.Rectangle((0, 0), 1, 1, color=palette[i] / 255.0)
+               for i in range(len(names))]
+    handles.append(plt.Rectangle((0, 0), 1, 1, color=np.asarray(VOID_COLOR) / 255.0))
+    figure.legend(handles, [str(n) for n in names] + ["void (ignored)"], loc="lower center",
+                  ncol=min(5, len(handles)), frameon=False)
+    figure.tight_layout(rect=(0, 0.05, 1, 1))
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def save_curves(path: str, rows: list[dict]) -> None:
+    """Training and validation loss, and validation mean IoU, by epoch."""
+    plt = _pyplot()
+    epochs = [r["epoch"] for r in rows]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+    left.plot(epochs, [r["train_loss"] for r in rows], marker="o", label="train")
+    left.plot(epochs, [r["val_loss"] for r in rows], marker="o", label="validation")
+    left.set_xlabel("epoch")
+    left.set_ylabel("cross-entropy")
+    left.legend()
+    right.plot(epochs, [r["mean_iou"] for r in rows], marker="o", color="tab:green",
+               label="mean IoU")
+    right.plot(epochs, [r["pixel_acc"] for r in rows], marker=".", color="tab:gray",
+               label="pixel accuracy")
+    right.set_xlabel("epoch")
+    right.set_ylim(0, 1)
+    right.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

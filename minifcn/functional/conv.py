@@ -1,0 +1,350 @@
+"""Convolution and transposed convolution, forward and backward, as matrix products.
+
+Notation: N batch, C input channels, F output channels (filters), H x W input, KH x KW
+kernel, SH x SW stride, PH x PW zero padding, DH x DW dilation, OH x OW output. ``stride``,
+``padding``, ``dilation`` and ``output_padding`` are ints or pairs (height, width), as in
+PyTorch; weights have PyTorch's layouts.
+
+With ``cols = im2col(x)`` of shape (C*KH*KW, N*OH*OW) and ``W_mat = weight.reshape(F,
+C*KH*KW)``, a convolution and its gradients are three GEMMs::
+
+    y_mat  = W_mat @ cols           forward                     (F, N*OH*OW)
+    dW_mat = dy_mat @ cols.T        weight gradient             (F, C*KH*KW)
+    dcols  = W_mat.T @ dy_mat       input gradient, then col2im (C*KH*KW, N*OH*OW)
+
+A transposed convolution is the convolution's input gradient used as a layer: its forward
+IS :func:`conv2d_input_grad`, so its backward is the adjoint of that, which is the
+convolution's forward (for dx) and the convolution's weight gradient with x and dy trading
+places (for dW). The code below says exactly that.
+
+Memory: the batch is split into chunks whose im2col buffer fits the budget of
+:func:`minifcn.functional.im2col.im2col_budget` (256 MiB by default). When the whole batch
+fits in one chunk, ``conv2d_forward`` keeps ``cols`` in its cache so backward needs no second
+im2col (measured: about 10% of a forward+backward); otherwise backward recomputes it chunk by
+chunk, so memory stays bounded.
+
+``conv2d_naive`` and ``conv_transpose2d_naive`` compute the same things from the textbook
+definitions, with loops. They are slow; they are here to read, and as test oracles.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from ..backend import get_array_module
+from ..checks import as_pair
+from .im2col import (
+    batch_chunks,
+    col2im,
+    conv_output_size,
+    conv_transpose_output_size,
+    im2col,
+)
+
+__all__ = [
+    "Conv2dCache",
+    "ConvTranspose2dCache",
+    "conv2d_backward",
+    "conv2d_forward",
+    "conv2d_input_grad",
+    "conv2d_naive",
+    "conv2d_weight_grad",
+    "conv_transpose2d_backward",
+    "conv_transpose2d_forward",
+    "conv_transpose2d_naive",
+]
+
+Pair = tuple[int, int]
+
+
+class Conv2dCache(NamedTuple):
+    """What :func:`conv2d_backward` needs from :func:`conv2d_forward`."""
+
+    x: object
+    weight: object
+    has_bias: bool
+    stride: Pair
+    padding: Pair
+    dilation: Pair
+    cols: object | None  # im2col(x) when the batch fitted in one chunk, else None
+
+
+class ConvTranspose2dCache(NamedTuple):
+    """What :func:`conv_transpose2d_backward` needs from :func:`conv_transpose2d_forward`."""
+
+    x: object
+    weight: object
+    has_bias: bool
+    stride: Pair
+    padding: Pair
+    dilation: Pair
+
+
+def _geometry(where: str, stride, padding, dilation) -> tuple[Pair, Pair, Pair]:
+    """``stride``, ``padding``, ``dilation`` as pairs (ints are used for both axes)."""
+    return (as_pair(where, "stride", stride, minimum=1),
+            as_pair(where, "padding", padding, minimum=0),
+            as_pair(where, "dilation", dilation, minimum=1))
+
+
+def _to_matrix(a):
+    """(N, F, OH, OW) -> (F, N*OH*OW): channels first, the layout of ``W_mat @ cols``."""
+    return a.transpose(1, 0, 2, 3).reshape(a.shape[1], -1)
+
+
+def _from_matrix(a_mat, batch: int, size: Pair):
+    """(F, N*OH*OW) -> (N, F, OH, OW), a view: the inverse of :func:`_to_matrix`."""
+    return a_mat.reshape(a_mat.shape[0], batch, *size).transpose(1, 0, 2, 3)
+
+
+def _cols_nbytes(channels: int, kernel_size: Pair, output_size: Pair, dtype) -> int:
+    """Bytes of one sample's im2col buffer: C*KH*KW*OH*OW entries."""
+    return channels * kernel_size[0] * kernel_size[1] * output_size[0] * output_size[1] \
+        * dtype.itemsize
+
+
+# --- convolution ---------------------------------------------------------------------------
+
+def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, output_size=None):
+    """Convolution (cross-correlation, as in PyTorch) of a batch of images.
+
+    Args:
+        x: (N, C, H, W).
+        weight: (F, C, KH, KW).
+        bias: (F,) or None.
+        output_size: the (OH, OW) windows to compute; default all that fit
+            (:func:`~minifcn.functional.im2col.conv_output_size`).
+
+    Returns:
+        y: (N, F, OH, OW), ``y[n, f] = bias[f] + sum_c correlate(x[n, c], weight[f, c])``.
+        cache: a :class:`Conv2dCache` for :func:`conv2d_backward`.
+    """
+    stride, padding, dilation = _geometry("conv2d_forward", stride, padding, dilation)
+    xp = get_array_module(x, weight, bias)
+    N, C, H, W = x.shape
+    F, _, KH, KW = weight.shape
+    if output_size is None:
+        output_size = conv_output_size((H, W), (KH, KW), stride, padding, dilation)
+    W_mat = weight.reshape(F, C * KH * KW)
+    y = xp.empty((N, F, *output_size), dtype=x.dtype)
+    chunks = batch_chunks(N, _cols_nbytes(C, (KH, KW), output_size, x.dtype))
+    for batch in chunks:
+        cols = im2col(x[batch], (KH, KW), stride, padding, dilation, output_size)
+        y[batch] = _from_matrix(W_mat @ cols, batch.stop - batch.start, output_size)
+    if bias is not None:
+        y += bias.reshape(1, F, 1, 1)
+    kept = cols if len(chunks) == 1 else None
+    return y, Conv2dCache(x, weight, bias is not None, stride, padding, dilation, kept)
+
+
+def conv2d_weight_grad(x, dy, kernel_size, stride=1, padding=0, dilation=1, cols=None):
+    """The gradient of a convolution with respect to its weight.
+
+    Args:
+        x: (N, C, H, W), the convolution's input.
+        dy: (N, F, OH, OW), the gradient of its output.
+        kernel_size: (KH, KW).
+        cols: ``im2col(x)`` of the whole batch if the caller kept it, else None (recomputed
+            chunk by chunk under the budget).
+
+    Returns:
+        dW: (F, C, KH, KW), ``dy_mat @ cols.T`` summed over the batch.
+    """
+    stride, padding, dilation = _geometry("conv2d_weight_grad", stride, padding, dilation)
+    kernel_size = as_pair("conv2d_weight_grad", "kernel_size", kernel_size, minimum=1)
+    xp = get_array_module(x, dy, cols)
+    N, C = x.shape[:2]
+    F, output_size = dy.shape[1], dy.shape[2:]
+    if cols is not None:
+        return (_to_matrix(dy) @ cols.T).reshape(F, C, *kernel_size)
+    dW_mat = xp.zeros((F, C * kernel_size[0] * kernel_size[1]), dtype=dy.dtype)
+    for batch in batch_chunks(N, _cols_nbytes(C, kernel_size, output_size, x.dtype)):
+        cols = im2col(x[batch], kernel_size, stride, padding, dilation, output_size)
+        dW_mat += _to_matrix(dy[batch]) @ cols.T
+    return dW_mat.reshape(F, C, *kernel_size)
+
+
+def conv2d_input_grad(dy, weight, x_shape, stride=1, padding=0, dilation=1):
+    """The gradient of a convolution with respect to its input (GEMM, then col2im).
+
+    Args:
+        dy: (N, F, OH, OW), the gradient of the convolution's output.
+        weight: (F, C, KH, KW).
+        x_shape: (N, C, H, W), the shape of the convolution's input.
+
+    Returns:
+        dx: (N, C, H, W), ``col2im(W_mat.T @ dy_mat)``.
+    """
+    stride, padding, dilation = _geometry("conv2d_input_grad", stride, padding, dilation)
+    xp = get_array_module(dy, weight)
+    N, C, H, W = x_shape
+    F, _, KH, KW = weight.shape
+    output_size = dy.shape[2:]
+    W_mat = weight.reshape(F, C * KH * KW)
+    dx = xp.empty((N, C, H, W), dtype=dy.dtype)
+    for batch in batch_chunks(N, _cols_nbytes(C, (KH, KW), output_size, dy.dtype)):
+        dcols = W_mat.T @ _to_matrix(dy[batch])
+        dx[batch] = col2im(dcols, dx[batch].shape, (KH, KW), stride, padding, dilation,
+                           output_size)
+    return dx
+
+
+def conv2d_backward(dy, cache: Conv2dCache, output_mask=(True, True, True)):
+    """Gradients of :func:`conv2d_forward`.
+
+    Args:
+        dy: (N, F, OH, OW), the gradient of ``y``.
+        cache: from :func:`conv2d_forward`; read, never modified.
+        output_mask: which of (dx, dweight, dbias) to compute, as in PyTorch's
+            ``convolution_backward``; a frozen layer skips its weight's GEMM.
+
+    Returns:
+        (dx, dweight, dbias): (N, C, H, W), (F, C, KH, KW), (F,); None where not asked for,
+        and dbias None when there was no bias.
+    """
+    x, weight, has_bias, stride, padding, dilation, cols = cache
+    need_dx, need_dweight, need_dbias = output_mask
+    dx = dweight = dbias = None
+    if need_dx:
+        dx = conv2d_input_grad(dy, weight, x.shape, stride, padding, dilation)
+    if need_dweight:
+        dweight = conv2d_weight_grad(x, dy, weight.shape[2:], stride, padding, dilation, cols)
+    if need_dbias and has_bias:
+        dbias = dy.sum(axis=(0, 2, 3))
+    return dx, dweight, dbias
+
+
+# --- transposed convolution ----------------------------------------------------------------
+
+def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_padding=0,
+                             dilation=1):
+    """Transposed convolution: the input gradient of a convolution, used as a layer.
+
+    Each input pixel spreads a KH x KW patch (its value times the kernel) onto the output,
+    SH x SW pixels apart; ``padding`` crops the result on each side and ``output_padding``
+    adds rows/columns at the bottom/right (it picks one of the SH sizes a stride-SH
+    convolution maps to the same input size).
+
+    Args:
+        x: (N, C_in, H, W).
+        weight: (C_in, C_out, KH, KW), PyTorch's layout: exactly a convolution's (F, C, KH,
+            KW) weight for the convolution from C_out to C_in channels this one transposes.
+        bias: (C_out,) or None.
+
+    Returns:
+        y: (N, C_out, OH, OW), OH from
+        :func:`~minifcn.functional.im2col.conv_transpose_output_size`.
+        cache: a :class:`ConvTranspose2dCache` for :func:`conv_transpose2d_backward`.
+    """
+    stride, padding, dilation = _geometry("conv_transpose2d_forward", stride, padding, dilation)
+    output_padding = as_pair("conv_transpose2d_forward", "output_padding", output_padding,
+                             minimum=0)
+    N, _, H, W = x.shape
+    _, C_out, KH, KW = weight.shape
+    output_size = conv_transpose_output_size((H, W), (KH, KW), stride, padding,
+                                             output_padding, dilation)
+    # x plays the convolution's dy, y the convolution's dx.
+    y = conv2d_input_grad(x, weight, (N, C_out, *output_size), stride, padding, dilation)
+    if bias is not None:
+        y += bias.reshape(1, C_out, 1, 1)
+    return y, ConvTranspose2dCache(x, weight, bias is not None, stride, padding, dilation)
+
+
+def conv_transpose2d_backward(dy, cache: ConvTranspose2dCache, output_mask=(True, True, True)):
+    """Gradients of :func:`conv_transpose2d_forward`.
+
+    Forward was ``conv2d_input_grad(x, weight)``, a linear map in x; its adjoint is the
+    convolution's forward, so ``dx = conv2d_forward(dy, weight)``. In the weight it is the
+    convolution's weight gradient with the roles swapped: the transposed convolution's ``dy``
+    is the convolution's input and its ``x`` the convolution's output gradient. Both need
+    ``im2col(dy)``; the convolution's forward keeps it for the weight gradient.
+
+    Args:
+        dy: (N, C_out, OH, OW), the gradient of ``y``.
+        cache: from :func:`conv_transpose2d_forward`; read, never modified.
+        output_mask: which of (dx, dweight, dbias) to compute.
+
+    Returns:
+        (dx, dweight, dbias): (N, C_in, H, W), (C_in, C_out, KH, KW), (C_out,); None where not
+        asked for, and dbias None when there was no bias.
+    """
+    x, weight, has_bias, stride, padding, dilation = cache
+    need_dx, need_dweight, need_dbias = output_mask
+    dx = dweight = dbias = cols = None
+    if need_dx:
+        # output_size: with output_padding >= stride (allowed when dilation > stride) dy
+        # holds more windows than x has pixels; the extra ones met no input.
+        dx, conv_cache = conv2d_forward(dy, weight, None, stride, padding, dilation,
+                                        output_size=x.shape[2:])
+        cols = conv_cache.cols
+    if need_dweight:
+        dweight = conv2d_weight_grad(dy, x, weight.shape[2:], stride, padding, dilation, cols)
+    if need_dbias and has_bias:
+        dbias = dy.sum(axis=(0, 2, 3))
+    return dx, dweight, dbias
+
+
+# --- naive references ----------------------------------------------------------------------
+
+def conv2d_naive(x, weight, bias=None, stride=1, padding=0, dilation=1):
+    """The convolution from its definition, one output pixel and kernel offset at a time::
+
+        y[n, f, oh, ow] = bias[f] + sum over c, i, j of
+                          weight[f, c, i, j] * x_padded[n, c, oh*SH + i*DH, ow*SW + j*DW]
+
+    Shapes as :func:`conv2d_forward`; returns only ``y``. Slow: for reading and testing.
+    """
+    (SH, SW), (PH, PW), (DH, DW) = _geometry("conv2d_naive", stride, padding, dilation)
+    xp = get_array_module(x, weight, bias)
+    N, _, H, W = x.shape
+    F, _, KH, KW = weight.shape
+    OH, OW = conv_output_size((H, W), (KH, KW), (SH, SW), (PH, PW), (DH, DW))
+    x_padded = xp.pad(x, ((0, 0), (0, 0), (PH, PH), (PW, PW)))
+    y = xp.zeros((N, F, OH, OW), dtype=x.dtype)
+    for oh in range(OH):
+        for ow in range(OW):
+            for i in range(KH):
+                for j in range(KW):
+                    pixel = x_padded[:, :, oh * SH + i * DH, ow * SW + j * DW]  # (N, C)
+                    y[:, :, oh, ow] += pixel @ weight[:, :, i, j].T  # (N, C) @ (C, F)
+    if bias is not None:
+        y += bias.reshape(1, F, 1, 1)
+    return y
+
+
+def _pad_or_crop(x, rows: Pair, columns: Pair):
+    """Zero-pad (positive amounts) or crop (negative amounts) each side of (N, C, H, W)."""
+    (top, bottom), (left, right) = rows, columns
+    H, W = x.shape[2:]
+    x = x[:, :, max(-top, 0):H - max(-bottom, 0), max(-left, 0):W - max(-right, 0)]
+    xp = get_array_module(x)
+    return xp.pad(x, ((0, 0), (0, 0), (max(top, 0), max(bottom, 0)),
+                      (max(left, 0), max(right, 0))))
+
+
+def conv_transpose2d_naive(x, weight, bias=None, stride=1, padding=0, output_padding=0,
+                           dilation=1):
+    """The transposed convolution as a plain convolution of a spread-out input.
+
+    1. Insert SH - 1 zero rows between the input's rows (SW - 1 zero columns between its
+       columns): the input pixels land SH x SW apart, as the strided output windows were.
+    2. Pad each side by DH*(KH - 1) - PH (plus ``output_padding`` at the bottom/right), so
+       that every input pixel meets every kernel offset; a negative amount crops instead.
+    3. Convolve (stride 1, the same dilation) with the kernel flipped in space and its in/out
+       channels swapped, (C_in, C_out, KH, KW) -> (C_out, C_in, KH, KW).
+
+    Shapes as :func:`conv_transpose2d_forward`; returns only ``y``. Slow: for reading and
+    testing.
+    """
+    (SH, SW), (PH, PW), (DH, DW) = _geometry("conv_transpose2d_naive", stride, padding,
+                                             dilation)
+    OPH, OPW = as_pair("conv_transpose2d_naive", "output_padding", output_padding, minimum=0)
+    xp = get_array_module(x, weight, bias)
+    N, C_in, H, W = x.shape
+    _, _, KH, KW = weight.shape
+    spread = xp.zeros((N, C_in, (H - 1) * SH + 1, (W - 1) * SW + 1), dtype=x.dtype)
+    spread[:, :, ::SH, ::SW] = x
+    edge_h, edge_w = DH * (KH - 1) - PH, DW * (KW - 1) - PW
+    framed = _pad_or_crop(spread, (edge_h, edge_h + OPH), (edge_w, edge_w + OPW))
+    flipped = weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+    return conv2d_naive(framed, flipped, bias, stride=1, padding=0, dilation=(DH, DW))

@@ -1,0 +1,189 @@
+"""im2col and col2im: a whole convolution as one matrix product.
+
+Notation: N batch, C channels, H x W input, KH x KW kernel, SH x SW stride, PH x PW zero
+padding, DH x DW dilation, OH x OW output. Sizes, strides, paddings and dilations are pairs
+``(height, width)``.
+
+A convolution applies the same weights to every KH x KW window of the padded input.
+``im2col`` copies those windows into the columns of one matrix, so that convolving the whole
+batch is ONE matrix product (a GEMM, the fastest thing a CPU or GPU does)::
+
+    cols = im2col(x, (KH, KW), stride, padding, dilation)     # (C*KH*KW, N*OH*OW)
+    y_mat = weight.reshape(F, C * KH * KW) @ cols              # (F, N*OH*OW)
+
+Layout. The rows of ``cols`` run over (C, KH, KW), the order of ``weight.reshape(F,
+C*KH*KW)`` for PyTorch's weight layout (F, C, KH, KW), so the weight is used as it is, with
+no copy. The columns run over (N, OH, OW): the batch is part of the one GEMM rather than a
+Python loop of N small ones.
+
+How, without a loop over pixels: kernel offset (i, j) sees, for all output pixels at once, the
+padded input pixels ``x_padded[:, :, i*DH + oh*SH, j*DW + ow*SW]``: one strided slice. So
+``im2col`` loops over the KH*KW offsets only, copying one slice each (this works the same on
+NumPy and CuPy). ``col2im`` is its adjoint: it adds each offset's slice back into a zero
+padded buffer (windows overlap, so contributions add up) and crops the padding. That is how
+the gradient of a convolution reaches its input. No index arrays or ``np.add.at``: slow on
+NumPy and restricted on CuPy.
+
+Memory: ``cols`` holds each input pixel about KH*KW/(SH*SW) times (9x for a 3x3 stride-1
+kernel). Callers split the batch so that one ``cols`` stays under a budget, settable with
+the context manager :func:`im2col_budget` (default :data:`DEFAULT_IM2COL_BUDGET`, 256 MiB).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from ..backend import get_array_module
+
+__all__ = [
+    "DEFAULT_IM2COL_BUDGET",
+    "batch_chunks",
+    "col2im",
+    "conv_output_size",
+    "conv_transpose_output_size",
+    "im2col",
+    "im2col_budget",
+]
+
+Pair = tuple[int, int]
+
+DEFAULT_IM2COL_BUDGET = 256 * 2**20
+"""Bytes one ``cols`` buffer may take (256 MiB) unless :func:`im2col_budget` says otherwise."""
+
+_budget = DEFAULT_IM2COL_BUDGET
+
+
+@contextlib.contextmanager
+def im2col_budget(nbytes: int) -> Iterator[None]:
+    """Within the block, one im2col buffer takes at most ``nbytes`` (by splitting the batch).
+
+    A smaller budget saves memory on large images at the cost of more, smaller GEMMs, and of
+    recomputing ``cols`` in backward instead of keeping it from forward::
+
+        with im2col_budget(64 * 2**20):
+            y = model(x)
+    """
+    global _budget
+    if int(nbytes) < 1:
+        raise ValueError(f"im2col_budget: nbytes must be >= 1, got {nbytes!r}")
+    previous, _budget = _budget, int(nbytes)
+    try:
+        yield
+    finally:
+        _budget = previous
+
+
+def batch_chunks(batch: int, bytes_per_sample: int) -> list[slice]:
+    """Consecutive slices of ``range(batch)`` whose im2col buffers fit the current budget.
+
+    A single sample larger than the budget still goes alone in one chunk.
+    """
+    per_chunk = max(1, _budget // max(1, bytes_per_sample))
+    return [slice(start, min(start + per_chunk, batch)) for start in range(0, batch, per_chunk)]
+
+
+def conv_output_size(size: Pair, kernel_size: Pair, stride: Pair, padding: Pair,
+                     dilation: Pair) -> Pair:
+    """``(OH, OW)`` of a convolution of an ``(H, W)`` input, per axis::
+
+        OH = floor((H + 2*PH - DH*(KH - 1) - 1) / SH) + 1
+
+    ``DH*(KH - 1) + 1`` is the extent of the dilated kernel; a ``ValueError`` when it is larger
+    than the padded input (no window fits).
+    """
+    span = tuple(d * (k - 1) + 1 for k, d in zip(kernel_size, dilation, strict=True))
+    padded = tuple(n + 2 * p for n, p in zip(size, padding, strict=True))
+    if any(e > n for e, n in zip(span, padded, strict=True)):
+        raise ValueError(f"kernel_size={tuple(kernel_size)} with dilation={tuple(dilation)} "
+                         f"spans {span} pixels, more than the padded input {padded} "
+                         f"(input {tuple(size)} plus padding={tuple(padding)} on each side)")
+    return tuple((n - e) // s + 1 for n, e, s in zip(padded, span, stride, strict=True))
+
+
+def conv_transpose_output_size(size: Pair, kernel_size: Pair, stride: Pair, padding: Pair,
+                               output_padding: Pair, dilation: Pair) -> Pair:
+    """``(OH, OW)`` of a transposed convolution of an ``(H, W)`` input, per axis::
+
+        OH = (H - 1)*SH - 2*PH + DH*(KH - 1) + output_padding_h + 1
+
+    the largest input a convolution with these arguments maps to ``(H, W)``, less the rows
+    ``output_padding`` does not add back. A ``ValueError`` when the padding crops it below 1.
+    """
+    out = tuple((n - 1) * s - 2 * p + d * (k - 1) + op + 1
+                for n, k, s, p, op, d in zip(size, kernel_size, stride, padding,
+                                             output_padding, dilation, strict=True))
+    if min(out) < 1:
+        raise ValueError(f"the output would be {out} pixels: padding={tuple(padding)} crops "
+                         f"more than the input {tuple(size)} spreads to with "
+                         f"kernel_size={tuple(kernel_size)}, stride={tuple(stride)}, "
+                         f"dilation={tuple(dilation)}")
+    return out
+
+
+def _window(i: int, j: int, output_size: Pair, stride: Pair, dilation: Pair):
+    """The (row, column) slices of the padded input that kernel offset (i, j) sees."""
+    (OH, OW), (SH, SW), (DH, DW) = output_size, stride, dilation
+    return (slice(i * DH, i * DH + SH * (OH - 1) + 1, SH),
+            slice(j * DW, j * DW + SW * (OW - 1) + 1, SW))
+
+
+def im2col(x, kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair,
+           output_size: Pair | None = None):
+    """The KH x KW windows of ``x`` as the columns of one matrix.
+
+    Args:
+        x: (N, C, H, W).
+        kernel_size, stride, padding, dilation: pairs (height, width).
+        output_size: the (OH, OW) grid of windows to take; default :func:`conv_output_size`.
+            A transposed convolution's backward asks for fewer (see ``conv.py``).
+
+    Returns:
+        cols: (C*KH*KW, N*OH*OW), ``cols[(c, i, j), (n, oh, ow)] =
+        x_padded[n, c, oh*SH + i*DH, ow*SW + j*DW]``.
+    """
+    N, C, H, W = x.shape
+    KH, KW = kernel_size
+    PH, PW = padding
+    if output_size is None:
+        output_size = conv_output_size((H, W), kernel_size, stride, padding, dilation)
+    OH, OW = output_size
+    xp = get_array_module(x)
+    x_padded = xp.pad(x, ((0, 0), (0, 0), (PH, PH), (PW, PW))) if PH or PW else x
+    cols = xp.empty((C, KH, KW, N, OH, OW), dtype=x.dtype)
+    for i in range(KH):
+        for j in range(KW):
+            rows, columns = _window(i, j, output_size, stride, dilation)
+            cols[:, i, j] = x_padded[:, :, rows, columns].transpose(1, 0, 2, 3)
+    return cols.reshape(C * KH * KW, N * OH * OW)
+
+
+def col2im(cols, x_shape: tuple[int, int, int, int], kernel_size: Pair, stride: Pair,
+           padding: Pair, dilation: Pair, output_size: Pair | None = None):
+    """The adjoint of :func:`im2col`: add every column back where its window came from.
+
+    ``<im2col(x), cols> == <x, col2im(cols)>`` for all ``x`` and ``cols``. An input pixel in
+    several windows receives the sum of their entries.
+
+    Args:
+        cols: (C*KH*KW, N*OH*OW), laid out as :func:`im2col` returns.
+        x_shape: (N, C, H, W), the shape of the image to rebuild.
+        kernel_size, stride, padding, dilation, output_size: as for :func:`im2col`.
+
+    Returns:
+        (N, C, H, W), a new array (when padded, a view of a larger buffer).
+    """
+    N, C, H, W = x_shape
+    KH, KW = kernel_size
+    PH, PW = padding
+    if output_size is None:
+        output_size = conv_output_size((H, W), kernel_size, stride, padding, dilation)
+    OH, OW = output_size
+    xp = get_array_module(cols)
+    cols = cols.reshape(C, KH, KW, N, OH, OW)
+    x_padded = xp.zeros((N, C, H + 2 * PH, W + 2 * PW), dtype=cols.dtype)
+    for i in range(KH):
+        for j in range(KW):
+            rows, columns = _window(i, j, output_size, stride, dilation)
+            x_padded[:, :, rows, columns] += cols[:, i, j].transpose(1, 0, 2, 3)
+    return x_padded[:, :, PH:PH + H, PW:PW + W]

@@ -1,0 +1,252 @@
+"""``Conv2d`` and ``ConvTranspose2d``: PyTorch's convolution layers, forward and backward.
+
+Thin wrappers over :mod:`minifcn.functional.conv`: they hold the weight and bias, check
+their arguments and inputs, keep the forward cache for backward and add the parameter
+gradients. Signatures, weight layouts, initial distributions and ``state_dict`` keys are
+PyTorch's, so ``layer.load_state_dict({k: v.numpy() for k, v in torch_layer.state_dict()
+.items()})`` gives the same layer. ``groups`` is accepted for PyTorch's positional order
+but must be 1.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Integral
+
+from .. import backend, checks
+from ..functional import conv as F
+from ..functional.im2col import conv_output_size, conv_transpose_output_size
+from . import init
+from .module import Module, Parameter
+
+__all__ = ["Conv2d", "ConvTranspose2d"]
+
+
+def _channels(where: str, name: str, value) -> int:
+    if not isinstance(value, Integral) or isinstance(value, bool):
+        raise TypeError(f"{where}: {name} must be an int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{where}: {name} must be >= 1, got {value!r}")
+    return int(value)
+
+
+class _ConvNd(Module):
+    """What both layers share: argument checks, parameters, initialisation, repr, backward.
+
+    Subclasses set ``_backward_fn`` (the functional backward) and validate their padding.
+    """
+
+    _backward_fn = None
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride, dilation, groups, bias,
+                 transposed: bool, device, dtype, generator):
+        super().__init__()
+        name = type(self).__name__
+        where = f"{name}({in_channels}->{out_channels})"
+        self.in_channels = _channels(where, "in_channels", in_channels)
+        self.out_channels = _channels(where, "out_channels", out_channels)
+        self.kernel_size = checks.as_pair(where, "kernel_size", kernel_size, minimum=1)
+        self.stride = checks.as_pair(where, "stride", stride, minimum=1)
+        self.dilation = checks.as_pair(where, "dilation", dilation, minimum=1)
+        if not isinstance(groups, Integral) or isinstance(groups, bool) or groups != 1:
+            raise ValueError(f"{where}: groups={groups!r} is not supported; minifcn "
+                             f"convolutions connect every input channel to every output "
+                             f"channel (groups=1)")
+        self._where = (f"{name}({self.in_channels}->{self.out_channels}, "
+                       f"kernel_size={self.kernel_size}, stride={self.stride})")
+        channels = ((self.in_channels, self.out_channels) if transposed
+                    else (self.out_channels, self.in_channels))
+        dtype = backend.resolve_dtype(dtype)
+        self.weight = Parameter(backend.np.zeros((*channels, *self.kernel_size), dtype=dtype))
+        self.bias = Parameter(backend.np.zeros(self.out_channels, dtype=dtype)) if bias else None
+        self.reset_parameters(generator)
+        self._cache = None
+        self.to(device=device or backend.default_device())
+
+    def reset_parameters(self, generator: backend.Generator | None = None) -> None:
+        """PyTorch's default: weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+
+        (PyTorch writes it as ``kaiming_uniform_(weight, a=sqrt(5))``, which is the same.)
+        """
+        generator = generator or backend.Generator()
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5), generator=generator)
+        if self.bias is not None:
+            fan_in, _ = init.calculate_fan_in_and_fan_out(self.weight.shape)
+            bound = 1.0 / math.sqrt(fan_in)
+            init.uniform_(self.bias, -bound, bound, generator=generator)
+
+    def _check_input(self, x) -> None:
+        checks.check_input(self._where, x, channels=self.in_channels, dtype=self.weight.dtype)
+        checks.check_same_device(self._where, x, self.weight.data)
+
+    def _output_size(self, size_fn, *args):
+        """``size_fn(*args)``, with its ValueError (nothing fits) naming the layer."""
+        try:
+            return size_fn(*args)
+        except ValueError as error:
+            raise ValueError(f"{self._where}: {error}") from None
+
+    def backward(self, dy):
+        """``dx`` for the ``x`` of the last forward; adds into ``weight.grad`` and
+        ``bias.grad`` (frozen parameters are skipped, their GEMM too)."""
+        checks.check_cache(self._where, self._cache)
+        cache, output_shape = self._cache
+        checks.check_grad(self._where, dy, output_shape, self.weight.dtype)
+        checks.check_same_device(self._where, dy, self.weight.data)
+        output_mask = (True, self.weight.requires_grad,
+                       self.bias is not None and self.bias.requires_grad)
+        dx, dweight, dbias = self._backward_fn(dy, cache, output_mask)
+        if dweight is not None:
+            self.weight.grad += dweight
+        if dbias is not None:
+            self.bias.grad += dbias
+        self._cache = None
+        return dx
+
+    def extra_repr(self) -> str:
+        text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}")
+        if self.padding != (0, 0):
+            text += f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            text += f", dilation={self.dilation}"
+        if getattr(self, "output_padding", (0, 0)) != (0, 0):
+            text += f", output_padding={self.output_padding}"
+        if self.bias is None:
+            text += ", bias=False"
+        return text
+
+
+class Conv2d(_ConvNd):
+    """2-D convolution (cross-correlation), as ``torch.nn.Conv2d``.
+
+    Args (PyTorch's order; ``groups`` must be 1):
+        in_channels (C), out_channels (F), kernel_size: int or (KH, KW).
+        stride, dilation: int or pair, >= 1.
+        padding: int or pair of zero padding on each side, or ``"valid"`` (none) or
+            ``"same"`` (stride 1 only; output as large as the input; when DH*(KH - 1) is odd
+            the extra row goes at the bottom, the extra column at the right, as in PyTorch).
+        bias: learn a per-channel bias (F,).
+        device, dtype: where and in which float type to hold the parameters.
+        generator: a :class:`minifcn.backend.Generator` for the initial weights.
+
+    Shapes: x (N, C, H, W) -> y (N, F, OH, OW), OH = floor((H + 2*PH - DH*(KH - 1) - 1) / SH)
+    + 1. Parameters: weight (F, C, KH, KW), bias (F,), both ~ U(-1/sqrt(C*KH*KW),
+    1/sqrt(C*KH*KW)).
+    """
+
+    _backward_fn = staticmethod(F.conv2d_backward)
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, bias=True, *, device=None, dtype=None,
+                 generator: backend.Generator | None = None):
+        super().__init__(in_channels, out_channels, kernel_size, stride, dilation, groups, bias,
+                         False, device, dtype, generator)
+        # _padding is the symmetric part the functional convolution pads; _extra the rows
+        # and columns "same" adds at the bottom/right alone.
+        self._extra = (0, 0)
+        if isinstance(padding, str):
+            if padding == "valid":
+                self._padding = (0, 0)
+            elif padding == "same":
+                if self.stride != (1, 1):
+                    raise ValueError(f"{self._where}: padding='same' is not supported for "
+                                     f"strided convolutions (as in PyTorch)")
+                total = [d * (k - 1) for k, d in zip(self.kernel_size, self.dilation,
+                                                      strict=True)]
+                self._padding = (total[0] // 2, total[1] // 2)
+                self._extra = (total[0] % 2, total[1] % 2)
+            else:
+                raise ValueError(f"{self._where}: padding must be an int, a pair, 'valid' or "
+                                 f"'same', got {padding!r}")
+            self.padding = padding
+        else:
+            self.padding = self._padding = checks.as_pair(self._where, "padding", padding,
+                                                          minimum=0)
+
+    def forward(self, x):
+        """x (N, C, H, W) -> y (N, F, OH, OW)."""
+        self._check_input(x)
+        if self._extra != (0, 0):
+            xp = backend.get_array_module(x)
+            x = xp.pad(x, ((0, 0), (0, 0), (0, self._extra[0]), (0, self._extra[1])))
+        self._output_size(conv_output_size, x.shape[2:], self.kernel_size, self.stride,
+                          self._padding, self.dilation)
+        bias = None if self.bias is None else self.bias.data
+        y, cache = F.conv2d_forward(x, self.weight.data, bias, self.stride, self._padding,
+                                    self.dilation)
+        self._cache = (cache, y.shape)
+        return y
+
+    def backward(self, dy):
+        dx = super().backward(dy)
+        if self._extra != (0, 0):  # the rows/columns forward added for "same"
+            dx = dx[:, :, :dx.shape[2] - self._extra[0], :dx.shape[3] - self._extra[1]]
+        return dx
+
+
+class ConvTranspose2d(_ConvNd):
+    """2-D transposed convolution, as ``torch.nn.ConvTranspose2d``: the input gradient of a
+    ``Conv2d`` used as a layer, the learnable up-sampling of FCN.
+
+    Args (PyTorch's order ``in_channels, out_channels, kernel_size, stride, padding,
+    output_padding, groups, bias, dilation``; ``groups`` must be 1):
+        in_channels (C_in), out_channels (C_out), kernel_size: int or (KH, KW).
+        stride, dilation: int or pair, >= 1.
+        padding: int or pair: rows/columns cropped from each side of the output.
+        output_padding: int or pair, rows/columns added at the bottom/right; smaller than
+            either stride or dilation (PyTorch's rule).
+        bias: learn a per-channel bias (C_out,).
+        device, dtype, generator: as :class:`Conv2d`.
+
+    Shapes: x (N, C_in, H, W) -> y (N, C_out, OH, OW), OH = (H - 1)*SH - 2*PH + DH*(KH - 1)
+    + output_padding_h + 1. Parameters: weight (C_in, C_out, KH, KW), bias (C_out,), both ~
+    U(-1/sqrt(C_out*KH*KW), 1/sqrt(C_out*KH*KW)) (PyTorch takes fan_in from dimension 1).
+    """
+
+    _backward_fn = staticmethod(F.conv_transpose2d_backward)
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 output_padding=0, groups=1, bias=True, dilation=1, *, device=None,
+                 dtype=None, generator: backend.Generator | None = None):
+        super().__init__(in_channels, out_channels, kernel_size, stride, dilation, groups, bias,
+                         True, device, dtype, generator)
+        self.padding = checks.as_pair(self._where, "padding", padding, minimum=0)
+        self.output_padding = checks.as_pair(self._where, "output_padding", output_padding,
+                                             minimum=0)
+        if any(op >= max(s, d) for op, s, d in zip(self.output_padding, self.stride,
+                                                    self.dilation, strict=True)):
+            raise ValueError(f"{self._where}: output_padding must be smaller than either "
+                             f"stride or dilation, got output_padding={self.output_padding}, "
+                             f"stride={self.stride}, dilation={self.dilation}")
+
+    def _output_padding_for(self, x, output_size) -> tuple[int, int]:
+        """The output_padding that makes the output ``output_size`` (PyTorch's rule: the
+        last two entries, each within ``stride - 1`` of the smallest output)."""
+        size = tuple(output_size)[-2:]
+        if len(tuple(output_size)) not in (2, 4) or not all(
+                isinstance(n, Integral) and not isinstance(n, bool) for n in size):
+            raise TypeError(f"{self._where}: output_size must be (OH, OW) or (N, C, OH, OW) "
+                            f"ints, got {output_size!r}")
+        smallest = self._output_size(conv_transpose_output_size, x.shape[2:], self.kernel_size,
+                                     self.stride, self.padding, (0, 0), self.dilation)
+        largest = tuple(n + s - 1 for n, s in zip(smallest, self.stride, strict=True))
+        if not all(lo <= n <= hi for n, lo, hi in zip(size, smallest, largest, strict=True)):
+            raise ValueError(f"{self._where}: requested an output size of {size}, but valid "
+                             f"sizes range from {smallest} to {largest} (for an input of "
+                             f"{tuple(x.shape[2:])})")
+        return tuple(n - lo for n, lo in zip(size, smallest, strict=True))
+
+    def forward(self, x, output_size=None):
+        """x (N, C_in, H, W) -> y (N, C_out, OH, OW); ``output_size`` (OH, OW), if given,
+        picks the output_padding (overriding the layer's), as in PyTorch."""
+        self._check_input(x)
+        output_padding = (self.output_padding if output_size is None
+                          else self._output_padding_for(x, output_size))
+        self._output_size(conv_transpose_output_size, x.shape[2:], self.kernel_size,
+                          self.stride, self.padding, output_padding, self.dilation)
+        bias = None if self.bias is None else self.bias.data
+        y, cache = F.conv_transpose2d_forward(x, self.weight.data, bias, self.stride,
+                                              self.padding, output_padding, self.dilation)
+        self._cache = (cache, y.shape)
+        return y

@@ -1,0 +1,552 @@
+"""Conv2d, ConvTranspose2d and their functional core (im2col, col2im, the GEMM forms, the
+naive references): output sizes, agreement with the textbook definitions, the adjoint
+identities, gradients, the chunked path, PyTorch parity, bad inputs, backends."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import strict_cupy
+from hypothesis import given
+from hypothesis import strategies as st
+from strategies import ConvConfig, conv_configs, seeds
+
+from minifcn import backend
+from minifcn.functional import conv as F
+from minifcn.functional.im2col import (
+    col2im,
+    conv_output_size,
+    conv_transpose_output_size,
+    im2col,
+    im2col_budget,
+)
+from minifcn.gradcheck import gradcheck_module
+from minifcn.nn import Conv2d, ConvTranspose2d
+
+
+@st.composite
+def transposed_configs(draw, max_extra: int = 6) -> ConvConfig:
+    """``conv_configs(transposed=True)`` with output_padding up to PyTorch's limit,
+    ``max(stride, dilation) - 1``; the shared strategy stops at ``stride - 1`` and so never
+    reaches the case output_padding >= stride (dilation > stride). The drawn output_padding
+    only grows, which only enlarges the output, so the drawn sizes stay valid."""
+    config = draw(conv_configs(transposed=True, max_extra=max_extra))
+    output_padding = tuple(draw(st.integers(op, max(s, d) - 1)) for op, s, d in
+                           zip(config.output_padding, config.stride, config.dilation,
+                               strict=True))
+    return dataclasses.replace(config, output_padding=output_padding)
+
+
+# The finite-difference step of the gradient checks. Convolutions are linear in x and in the
+# weight, so central differences have no truncation error whatever the step; only rounding
+# (about |L| * 1e-16 / eps) remains. With gradcheck's default 1e-6 that reached 1.3e-6
+# relative error on small weight-gradient entries of a 4->3 channel 3x5 dilated kernel;
+# 1e-3 leaves ~1e-9.
+GRADCHECK_EPS = 1e-3
+
+
+@pytest.fixture
+def torch():
+    return pytest.importorskip("torch", reason="PyTorch (pip install torch==2.13.0) is the "
+                                               "reference oracle")
+
+
+def problem(config: ConvConfig, transposed: bool, seed: int, dtype="float64"):
+    """Host arrays x, weight, bias for ``config`` (weight in PyTorch's layout)."""
+    rng = np.random.default_rng(seed)
+    C, Fo = config.in_channels, config.out_channels
+    channels = (C, Fo) if transposed else (Fo, C)
+    x = rng.standard_normal(config.input_shape).astype(dtype)
+    weight = rng.standard_normal((*channels, *config.kernel_size)).astype(dtype)
+    bias = rng.standard_normal(Fo).astype(dtype)
+    return x, weight, bias
+
+
+def make_layer(config: ConvConfig, transposed: bool, weight, bias, device="cpu",
+               dtype="float64"):
+    """The layer for ``config`` on ``device``, holding ``weight`` and ``bias`` (or no bias)."""
+    common = dict(stride=config.stride, padding=config.padding, dilation=config.dilation,
+                  bias=bias is not None, device=device, dtype=dtype)
+    if transposed:
+        layer = ConvTranspose2d(config.in_channels, config.out_channels, config.kernel_size,
+                                output_padding=config.output_padding, **common)
+    else:
+        layer = Conv2d(config.in_channels, config.out_channels, config.kernel_size, **common)
+    layer.load_state_dict({"weight": weight} if bias is None else
+                          {"weight": weight, "bias": bias})
+    return layer
+
+
+def step(bk, layer, x, dy):
+    """Forward and backward on ``bk``: y, dx, weight.grad, bias.grad as NumPy arrays."""
+    layer.zero_grad()
+    y = layer(bk.asarray(x))
+    dx = layer.backward(bk.asarray(dy))
+    assert bk.owns(y) and bk.owns(dx) and y.dtype == dx.dtype == x.dtype
+    grads = [None if p is None else bk.numpy(p.grad).copy() for p in (layer.weight, layer.bias)]
+    return bk.numpy(y), bk.numpy(dx), *grads
+
+
+def assert_close(actual, expected, tol):
+    """Equal to ``tol`` relative to the size of ``expected`` (entries near zero included)."""
+    scale = max(1.0, float(np.abs(expected).max())) if expected.size else 1.0
+    np.testing.assert_allclose(actual, expected, rtol=tol, atol=tol * scale)
+
+
+def geometry(config: ConvConfig):
+    return config.kernel_size, config.stride, config.padding, config.dilation
+
+
+def conv_out(config: ConvConfig):
+    """The output (OH, OW), written out from PyTorch's documentation."""
+    return tuple((n + 2 * p - d * (k - 1) - 1) // s + 1 for n, k, s, p, d in
+                 zip(config.size, *geometry(config), strict=True))
+
+
+# --- output sizes --------------------------------------------------------------------------
+
+@given(config=conv_configs(), seed=seeds)
+def test_conv2d_output_shape_follows_the_formula(config, seed):
+    x, weight, bias = problem(config, False, seed)
+    assert conv_output_size(config.size, *geometry(config)) == conv_out(config)
+    y = make_layer(config, False, weight, bias)(x)
+    assert y.shape == (config.batch, config.out_channels, *conv_out(config))
+
+
+@given(config=transposed_configs(), seed=seeds)
+def test_conv_transpose2d_output_shape_follows_the_formula(config, seed):
+    x, weight, bias = problem(config, True, seed)
+    expected = tuple((n - 1) * s - 2 * p + d * (k - 1) + op + 1 for n, k, s, p, d, op in
+                     zip(config.size, *geometry(config), config.output_padding, strict=True))
+    kernel, stride, padding, dilation = geometry(config)
+    assert conv_transpose_output_size(config.size, kernel, stride, padding,
+                                      config.output_padding, dilation) == expected
+    y = make_layer(config, True, weight, bias)(x)
+    assert y.shape == (config.batch, config.out_channels, *expected)
+
+
+def test_output_size_helpers_refuse_empty_outputs():
+    with pytest.raises(ValueError, match=r"spans \(5, 9\) pixels, more than the padded input"):
+        conv_output_size((4, 8), (5, 5), (1, 1), (0, 0), (1, 2))
+    with pytest.raises(ValueError, match=r"the output would be \(1, -1\) pixels"):
+        conv_transpose_output_size((1, 1), (1, 1), (1, 1), (0, 1), (0, 0), (1, 1))
+
+
+# --- agreement with the textbook definitions -----------------------------------------------
+
+@given(config=conv_configs(), seed=seeds)
+def test_im2col_columns_are_the_windows(config, seed):
+    """cols[(c, i, j), (n, oh, ow)] = x_padded[n, c, oh*SH + i*DH, ow*SW + j*DW]."""
+    x, _, _ = problem(config, False, seed)
+    (KH, KW), (SH, SW), (PH, PW), (DH, DW) = geometry(config)
+    OH, OW = conv_out(config)
+    cols = im2col(x, *geometry(config))
+    N, C = config.batch, config.in_channels
+    assert cols.shape == (C * KH * KW, N * OH * OW)
+    padded = np.pad(x, ((0, 0), (0, 0), (PH, PH), (PW, PW)))
+    rng = np.random.default_rng(seed)
+    for _ in range(50):
+        n, c, i, j, oh, ow = (int(rng.integers(m)) for m in (N, C, KH, KW, OH, OW))
+        row, column = (c * KH + i) * KW + j, (n * OH + oh) * OW + ow
+        assert cols[row, column] == padded[n, c, oh * SH + i * DH, ow * SW + j * DW]
+
+
+@given(config=conv_configs(), seed=seeds)
+def test_col2im_is_the_adjoint_of_im2col(config, seed):
+    """<im2col(x), c> == <x, col2im(c)> for random x and c."""
+    x, _, _ = problem(config, False, seed)
+    cols = im2col(x, *geometry(config))
+    c = np.random.default_rng(seed + 1).standard_normal(cols.shape)
+    back = col2im(c, x.shape, *geometry(config))
+    assert back.shape == x.shape
+    assert_close(np.vdot(cols, c), np.vdot(x, back), 1e-12)
+
+
+@given(config=conv_configs(), seed=seeds, bias=st.booleans())
+def test_conv2d_matches_the_naive_loops(config, seed, bias):
+    x, weight, b = problem(config, False, seed)
+    b = b if bias else None
+    stride, padding, dilation = config.stride, config.padding, config.dilation
+    y, _ = F.conv2d_forward(x, weight, b, stride, padding, dilation)
+    assert_close(y, F.conv2d_naive(x, weight, b, stride, padding, dilation), 1e-10)
+
+
+@given(config=transposed_configs(), seed=seeds, bias=st.booleans())
+def test_conv_transpose2d_is_zero_insertion_then_convolution(config, seed, bias):
+    x, weight, b = problem(config, True, seed)
+    b = b if bias else None
+    args = config.stride, config.padding, config.output_padding, config.dilation
+    y, _ = F.conv_transpose2d_forward(x, weight, b, *args)
+    assert_close(y, F.conv_transpose2d_naive(x, weight, b, *args), 1e-10)
+
+
+@given(config=conv_configs(), seed=seeds)
+def test_conv_and_transposed_conv_are_adjoint(config, seed):
+    """<conv(x), z> == <x, conv_transpose(z)> with one weight, read as (F, C, KH, KW) by the
+    convolution and as (C_in, C_out, KH, KW) = (F, C, KH, KW) by the transposed one."""
+    x, weight, _ = problem(config, False, seed)
+    y, _ = F.conv2d_forward(x, weight, None, config.stride, config.padding, config.dilation)
+    z = np.random.default_rng(seed + 1).standard_normal(y.shape)
+    # The output_padding (< stride) that brings the transposed output back to x's size.
+    smallest = [(o - 1) * s - 2 * p + d * (k - 1) + 1 for o, k, s, p, d in
+                zip(y.shape[2:], *geometry(config), strict=True)]
+    output_padding = tuple(n - m for n, m in zip(config.size, smallest, strict=True))
+    back, _ = F.conv_transpose2d_forward(z, weight, None, config.stride, config.padding,
+                                         output_padding, config.dilation)
+    assert back.shape == x.shape
+    assert_close(np.vdot(y, z), np.vdot(x, back), 1e-12)
+
+
+# --- gradients -----------------------------------------------------------------------------
+
+@given(config=conv_configs(max_extra=3), seed=seeds, bias=st.booleans())
+def test_conv2d_gradients_match_finite_differences(bk, config, seed, bias):
+    x, weight, b = problem(config, False, seed)
+    layer = make_layer(config, False, weight, b if bias else None, bk.device)
+    report = gradcheck_module(layer, bk.asarray(x), eps=GRADCHECK_EPS, seed=seed % 1000)
+    assert report.max_error < 1e-6, report
+
+
+@given(config=transposed_configs(max_extra=3), seed=seeds, bias=st.booleans())
+def test_conv_transpose2d_gradients_match_finite_differences(bk, config, seed, bias):
+    x, weight, b = problem(config, True, seed)
+    layer = make_layer(config, True, weight, b if bias else None, bk.device)
+    report = gradcheck_module(layer, bk.asarray(x), eps=GRADCHECK_EPS, seed=seed % 1000)
+    assert report.max_error < 1e-6, report
+
+
+@pytest.mark.parametrize("kernel_size, dilation", [(3, 1), (4, 1), ((2, 3), (3, 2))])
+def test_same_padding_gradients_match_finite_differences(bk, kernel_size, dilation):
+    """'same' with an odd total padding adds a row/column at the bottom/right alone."""
+    layer = Conv2d(2, 3, kernel_size, padding="same", dilation=dilation, device=bk.device,
+                   dtype="float64")
+    x = np.random.default_rng(0).standard_normal((2, 2, 5, 6))
+    assert layer(bk.asarray(x)).shape == (2, 3, 5, 6)
+    report = gradcheck_module(layer, bk.asarray(x), eps=GRADCHECK_EPS)
+    assert report.max_error < 1e-6, report
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_backward_accumulates_and_skips_frozen_parameters(bk, transposed):
+    config = ConvConfig(2, 3, 2, (5, 6), (3, 3), (2, 1), (1, 0), (1, 2), (1, 0))
+    x, weight, b = problem(config, transposed, 0)
+    dy_shape = make_layer(config, transposed, weight, b)(x).shape
+    dy = np.random.default_rng(1).standard_normal(dy_shape)
+    layer = make_layer(config, transposed, weight, b, bk.device)
+    _, dx, dweight, dbias = step(bk, layer, x, dy)
+    for _ in range(2):  # two more backward passes add to the gradients
+        layer(bk.asarray(x))
+        layer.backward(bk.asarray(dy))
+    assert_close(bk.numpy(layer.weight.grad), 3 * dweight, 1e-12)
+    assert_close(bk.numpy(layer.bias.grad), 3 * dbias, 1e-12)
+
+    layer.zero_grad()
+    layer.weight.requires_grad = False
+    layer(bk.asarray(x))
+    assert_close(bk.numpy(layer.backward(bk.asarray(dy))), dx, 1e-12)
+    assert not bk.numpy(layer.weight.grad).any()
+    assert_close(bk.numpy(layer.bias.grad), dbias, 1e-12)
+    cache = layer._cache
+    assert cache is None  # backward is once per forward
+
+
+def test_output_mask_skips_what_is_not_asked_for():
+    config = ConvConfig(2, 3, 2, (5, 6), (3, 3), (1, 1), (1, 1), (1, 1))
+    x, weight, b = problem(config, False, 0)
+    y, cache = F.conv2d_forward(x, weight, b, 1, 1)
+    assert F.conv2d_backward(y, cache, output_mask=(False, False, False)) == (None,) * 3
+    x, weight, b = problem(config, True, 0)
+    y, cache = F.conv_transpose2d_forward(x, weight, None, 1, 1)
+    dx, dweight, dbias = F.conv_transpose2d_backward(y, cache, output_mask=(False, True, True))
+    assert dx is None and dbias is None and dweight.shape == weight.shape
+
+
+# --- the chunked path ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("transposed", [False, True])
+@given(data=st.data(), seed=seeds)
+def test_a_small_im2col_budget_gives_the_same_results(bk, transposed, data, seed):
+    """With a 1-byte budget each sample is its own chunk and backward recomputes im2col;
+    with the default one the whole batch is one GEMM and forward keeps ``cols``."""
+    config = data.draw(transposed_configs() if transposed else conv_configs())
+    x, weight, b = problem(config, transposed, seed)
+    dy_shape = make_layer(config, transposed, weight, b)(x).shape
+    dy = np.random.default_rng(seed + 1).standard_normal(dy_shape)
+    layer = make_layer(config, transposed, weight, b, bk.device)
+    whole = step(bk, layer, x, dy)
+    with im2col_budget(1):
+        chunked = step(bk, layer, x, dy)
+        if not transposed:
+            layer(bk.asarray(x))
+            assert (layer._cache[0].cols is None) == (config.batch > 1)
+    layer(bk.asarray(x))
+    assert transposed or layer._cache[0].cols is not None
+    for a, e in zip(chunked, whole, strict=True):
+        assert_close(a, e, 1e-12)
+
+
+def test_im2col_budget_is_restored_and_validated():
+    x = np.ones((4, 1, 3, 3))
+    weight = np.ones((1, 1, 3, 3))
+    with pytest.raises(ValueError, match="nbytes must be >= 1"):
+        with im2col_budget(0):
+            pass
+    with im2col_budget(9 * 8 * 2):  # two samples' columns per chunk
+        assert F.conv2d_forward(x, weight)[1].cols is None
+    assert F.conv2d_forward(x, weight)[1].cols is not None
+
+
+# --- PyTorch parity ------------------------------------------------------------------------
+
+def assert_matches_torch(torch, bk, ours, theirs, x, **forward_kwargs):
+    """Load our state_dict into the torch layer, then compare y, dx, dweight, dbias."""
+    theirs.load_state_dict({k: torch.tensor(bk.numpy(v)) for k, v in ours.state_dict().items()})
+    tx = torch.tensor(x, requires_grad=True)
+    ty = theirs(tx, **forward_kwargs)
+    dy = np.random.default_rng(7).standard_normal(tuple(ty.shape))
+    ty.backward(torch.tensor(dy))
+    expected = (ty.detach().numpy(), tx.grad.numpy(), theirs.weight.grad.numpy(),
+                None if theirs.bias is None else theirs.bias.grad.numpy())
+
+    ours.zero_grad()
+    y = ours(bk.asarray(x), **forward_kwargs)
+    dx = ours.backward(bk.asarray(dy))
+    assert bk.owns(y) and bk.owns(dx)
+    actual = (bk.numpy(y), bk.numpy(dx), bk.numpy(ours.weight.grad),
+              None if ours.bias is None else bk.numpy(ours.bias.grad))
+    for name, a, e in zip(("y", "dx", "dweight", "dbias"), actual, expected, strict=True):
+        assert (a is None) == (e is None), name
+        if e is not None:
+            assert a.shape == e.shape, name
+            assert_close(a, e, 1e-9)
+
+
+@pytest.mark.torch
+@given(config=conv_configs(), seed=seeds, bias=st.booleans())
+def test_conv2d_matches_torch(torch, bk, config, seed, bias):
+    x, weight, b = problem(config, False, seed)
+    ours = make_layer(config, False, weight, b if bias else None, bk.device)
+    theirs = torch.nn.Conv2d(config.in_channels, config.out_channels, config.kernel_size,
+                             config.stride, config.padding, config.dilation, bias=bias,
+                             dtype=torch.float64)
+    assert_matches_torch(torch, bk, ours, theirs, x)
+
+
+@pytest.mark.torch
+@given(config=transposed_configs(), seed=seeds, bias=st.booleans())
+def test_conv_transpose2d_matches_torch(torch, bk, config, seed, bias):
+    x, weight, b = problem(config, True, seed)
+    ours = make_layer(config, True, weight, b if bias else None, bk.device)
+    theirs = torch.nn.ConvTranspose2d(config.in_channels, config.out_channels,
+                                      config.kernel_size, config.stride, config.padding,
+                                      config.output_padding, 1, bias, config.dilation,
+                                      dtype=torch.float64)
+    assert_matches_torch(torch, bk, ours, theirs, x)
+
+
+@pytest.mark.torch
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")
+@pytest.mark.parametrize("padding, kernel_size, dilation", [
+    ("same", 3, 1), ("same", 4, 1), ("same", (2, 5), (3, 1)), ("same", 2, 2), ("valid", 3, 2)])
+def test_string_padding_matches_torch(torch, bk, padding, kernel_size, dilation):
+    x = np.random.default_rng(0).standard_normal((2, 3, 7, 6))
+    ours = Conv2d(3, 4, kernel_size, padding=padding, dilation=dilation, device=bk.device,
+                  dtype="float64")
+    theirs = torch.nn.Conv2d(3, 4, kernel_size, padding=padding, dilation=dilation,
+                             dtype=torch.float64)
+    assert repr(ours) == repr(theirs)
+    assert_matches_torch(torch, bk, ours, theirs, x)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("output_size", [(9, 11), (10, 12), [2, 4, 10, 11]])
+def test_transposed_output_size_matches_torch(torch, bk, output_size):
+    x = np.random.default_rng(0).standard_normal((2, 3, 5, 6))
+    ours = ConvTranspose2d(3, 4, 3, stride=2, padding=1, device=bk.device, dtype="float64")
+    theirs = torch.nn.ConvTranspose2d(3, 4, 3, stride=2, padding=1, dtype=torch.float64)
+    assert_matches_torch(torch, bk, ours, theirs, x, output_size=output_size)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("args, kwargs", [
+    ((3, 16, 3), {}),
+    ((3, 16, (3, 5), 2, 1), {"bias": False}),
+    ((8, 4, 3, 1, (1, 2), 2, 1, True), {}),
+])
+def test_parameters_and_repr_match_torch(torch, args, kwargs):
+    for ours, theirs in [(Conv2d(*args, **kwargs), torch.nn.Conv2d(*args, **kwargs)),
+                         (ConvTranspose2d(*args[:5], **kwargs),
+                          torch.nn.ConvTranspose2d(*args[:5], **kwargs))]:
+        assert repr(ours) == repr(theirs)
+        assert list(ours.state_dict()) == list(theirs.state_dict())
+        assert [tuple(v.shape) for v in ours.state_dict().values()] == \
+            [tuple(v.shape) for v in theirs.state_dict().values()]
+    ours = ConvTranspose2d(4, 2, 4, 2, 1, 1, 1, False, 3)
+    theirs = torch.nn.ConvTranspose2d(4, 2, 4, 2, 1, 1, 1, False, 3)
+    assert repr(ours) == repr(theirs)
+
+
+# --- initialisation ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_default_init_is_torchs_uniform_distribution(transposed):
+    """U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = dimension 1 * KH * KW: C_in*9 for Conv2d
+    and C_out*9 for ConvTranspose2d (PyTorch's convention). In and out channels differ by 32x
+    so that the wrong fan_in would show."""
+    layer = (ConvTranspose2d if transposed else Conv2d)(64, 2, 3)
+    bound = 1.0 / np.sqrt((2 if transposed else 64) * 9)
+    for values in (layer.weight.data, layer.bias.data):
+        assert values.dtype == np.float32
+        assert np.abs(values).max() <= bound
+    # 1152 draws: the largest is within 10% of the bound unless the bound is wrong.
+    assert np.abs(layer.weight.data).max() > 0.9 * bound
+
+
+def test_init_follows_the_generator_on_every_device(bk):
+    a = Conv2d(3, 4, 3, generator=backend.Generator(5), device=bk.device)
+    b = ConvTranspose2d(3, 4, 3, generator=backend.Generator(5), dtype="float64")
+    c = Conv2d(3, 4, 3, generator=backend.Generator(5))
+    assert bk.owns(a.weight.data) and bk.owns(a.weight.grad)
+    np.testing.assert_array_equal(bk.numpy(a.weight.data), c.weight.data)
+    np.testing.assert_array_equal(bk.numpy(a.bias.data), c.bias.data)
+    backend.manual_seed(3)
+    d = Conv2d(3, 4, 3)
+    backend.manual_seed(3)
+    np.testing.assert_array_equal(Conv2d(3, 4, 3).weight.data, d.weight.data)
+    assert b.weight.dtype == np.float64 and b.weight.shape == (3, 4, 3, 3)
+    assert not np.array_equal(c.weight.data, Conv2d(3, 4, 3).weight.data)
+
+
+# --- backends ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("transposed", [False, True])
+@given(data=st.data(), seed=seeds)
+def test_every_backend_gives_numpys_results(bk, dtype, transposed, data, seed):
+    """Same numbers as NumPy, arrays of the backend and the dtype, inputs left untouched."""
+    config = data.draw(transposed_configs() if transposed else conv_configs())
+    x, weight, b = problem(config, transposed, seed, dtype)
+    reference = make_layer(config, transposed, weight, b, dtype=dtype)
+    y = reference(x)
+    dy = np.random.default_rng(seed + 1).standard_normal(y.shape).astype(dtype)
+    expected = (y, reference.backward(dy), reference.weight.grad, reference.bias.grad)
+
+    layer = make_layer(config, transposed, weight, b, bk.device, dtype)
+    x_device, dy_device = bk.asarray(x), bk.asarray(dy)
+    y = layer(x_device)
+    dx = layer.backward(dy_device)
+    assert bk.owns(y) and bk.owns(dx) and bk.owns(layer.weight.grad)
+    assert y.dtype == dx.dtype == layer.weight.grad.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(bk.numpy(x_device), x)
+    np.testing.assert_array_equal(bk.numpy(dy_device), dy)
+    np.testing.assert_array_equal(bk.numpy(layer.weight.data), weight)
+    actual = (y, dx, layer.weight.grad, layer.bias.grad)
+    for a, e in zip(actual, expected, strict=True):
+        np.testing.assert_array_equal(bk.numpy(a), e)
+
+
+def test_naive_references_run_on_every_backend(bk):
+    rng = np.random.default_rng(0)
+    x, weight, bias = rng.standard_normal((2, 3, 5, 4)), rng.standard_normal((3, 2, 3, 2)), \
+        rng.standard_normal(2)
+    expected = F.conv_transpose2d_naive(x, weight, bias, 2, 1, (1, 0), (1, 2))
+    y = F.conv_transpose2d_naive(*map(bk.asarray, (x, weight, bias)), 2, 1, (1, 0), (1, 2))
+    assert bk.owns(y)
+    np.testing.assert_array_equal(bk.numpy(y), expected)
+
+
+# --- bad arguments and inputs --------------------------------------------------------------
+
+CONV = r"Conv2d\(3->16, kernel_size=\(3, 3\), stride=\(1, 1\)\)"
+CONVT = r"ConvTranspose2d\(3->16, kernel_size=\(3, 3\), stride=\(2, 2\)\)"
+
+
+@pytest.mark.parametrize("make, error, match", [
+    (lambda: Conv2d(0, 16, 3), ValueError, r"Conv2d\(0->16\): in_channels must be >= 1"),
+    (lambda: Conv2d(3, 2.5, 3), TypeError, r"Conv2d\(3->2.5\): out_channels must be an int"),
+    (lambda: Conv2d(3, 16, 0), ValueError, r"Conv2d\(3->16\): kernel_size must be >= 1"),
+    (lambda: Conv2d(3, 16, "3"), TypeError, r"Conv2d\(3->16\): kernel_size must be an int"),
+    (lambda: Conv2d(3, 16, 3, stride=0), ValueError, r"stride must be >= 1"),
+    (lambda: Conv2d(3, 16, 3, stride=(1, 2, 3)), TypeError, r"stride must be an int or a pair"),
+    (lambda: Conv2d(3, 16, 3, dilation=0), ValueError, r"dilation must be >= 1"),
+    (lambda: Conv2d(3, 16, 3, padding=-1), ValueError, CONV + r": padding must be >= 0"),
+    (lambda: Conv2d(3, 16, 3, padding="full"), ValueError, CONV + r": padding must be an int"),
+    (lambda: Conv2d(3, 16, 3, 2, "same"), ValueError, r"'same' is not supported for strided"),
+    (lambda: Conv2d(3, 16, 3, groups=3), ValueError, r"Conv2d\(3->16\): groups=3 is not"),
+    (lambda: Conv2d(3, 16, 3, dtype="int32"), ValueError, r"dtype must be float32 or float64"),
+    (lambda: ConvTranspose2d(3, 16, 3, 2, output_padding=2), ValueError,
+     CONVT + r": output_padding must be smaller than either stride or dilation"),
+    (lambda: ConvTranspose2d(3, 16, 3, 1, output_padding=1, dilation=(1, 2)), ValueError,
+     r"output_padding must be smaller than either stride or dilation"),
+    (lambda: ConvTranspose2d(3, 16, 3, 2, groups=2), ValueError, r"groups=2 is not supported"),
+])
+def test_bad_arguments_are_refused(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("x, error, match", [
+    (np.zeros((2, 4, 8, 8)), ValueError, r"expected x with 3 channels, got x of shape \(2, 4"),
+    (np.zeros((3, 8, 8)), ValueError, r"expected x of rank 4 \(N, C, H, W\)"),
+    (np.zeros((2, 3, 8, 8), dtype=np.int64), TypeError, r"expected a float32 or float64 x"),
+    (np.zeros((2, 3, 8, 8), dtype=np.float64), TypeError, r"x has dtype float64 but the"),
+    ([[[[0.0]]]], TypeError, r"expected x to be an array, got list"),
+])
+def test_bad_inputs_are_refused(transposed, x, error, match):
+    layer = ConvTranspose2d(3, 16, 3, 2) if transposed else Conv2d(3, 16, 3)
+    with pytest.raises(error, match=(CONVT if transposed else CONV) + ": " + match):
+        layer(x)
+
+
+def test_kernel_larger_than_the_padded_input_is_refused():
+    with pytest.raises(ValueError, match=CONV + r": kernel_size=\(3, 3\) with dilation=\(1, 1\) "
+                                               r"spans \(3, 3\) pixels, more than the padded"):
+        Conv2d(3, 16, 3)(np.zeros((1, 3, 2, 5), np.float32))
+    with pytest.raises(ValueError, match=r"ConvTranspose2d\(3->16, kernel_size=\(1, 1\), "
+                                         r"stride=\(1, 1\)\): the output would be \(-1, -1\)"):
+        ConvTranspose2d(3, 16, 1, padding=1)(np.zeros((1, 3, 1, 1), np.float32))
+
+
+@pytest.mark.parametrize("output_size, error, match", [
+    ((8, 8), ValueError, r"requested an output size of \(8, 8\), but valid sizes range from "
+                         r"\(9, 9\) to \(10, 10\) \(for an input of \(5, 5\)\)"),
+    ((9, 11), ValueError, r"requested an output size of \(9, 11\)"),
+    ((1, 9, 9), TypeError, r"output_size must be \(OH, OW\) or \(N, C, OH, OW\) ints"),
+    ((9.0, 9), TypeError, r"output_size must be"),
+])
+def test_bad_transposed_output_sizes_are_refused(output_size, error, match):
+    with pytest.raises(error, match=CONVT + ": " + match):
+        ConvTranspose2d(3, 16, 3, 2, padding=1)(np.zeros((1, 3, 5, 5), np.float32),
+                                                output_size=output_size)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_bad_backward_calls_are_refused(transposed):
+    layer = ConvTranspose2d(3, 16, 3, 2) if transposed else Conv2d(3, 16, 3)
+    where = CONVT if transposed else CONV
+    with pytest.raises(ValueError, match=where + r": backward called before forward"):
+        layer.backward(np.zeros((1, 16, 3, 3), np.float32))
+    y = layer(np.zeros((1, 3, 5, 5), np.float32))
+    with pytest.raises(ValueError, match=where + r": expected dy of shape " + r"\(1, 16, "):
+        layer.backward(np.zeros((1, 16, 2, 2), np.float32))
+    with pytest.raises(TypeError, match=where + r": expected dy of dtype float32"):
+        layer.backward(np.zeros(y.shape))
+    layer.backward(np.zeros(y.shape, np.float32))
+    with pytest.raises(ValueError, match=where + r": backward called before forward"):
+        layer.backward(np.zeros(y.shape, np.float32))
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_mixed_devices_are_refused(transposed):
+    layer = ConvTranspose2d(3, 16, 3, 2) if transposed else Conv2d(3, 16, 3)
+    where = CONVT if transposed else CONV
+    x = np.zeros((1, 3, 5, 5), np.float32)
+    with backend.use_gpu_module(strict_cupy):
+        with pytest.raises(TypeError, match=where + r": arrays from two devices"):
+            layer(strict_cupy.asarray(x))
+        y = layer(x)
+        with pytest.raises(TypeError, match=where + r": arrays from two devices"):
+            layer.backward(strict_cupy.asarray(np.zeros(y.shape, np.float32)))

@@ -27,6 +27,7 @@ __all__ = [
     "Generator",
     "array_module",
     "default_device",
+    "derive_seed",
     "device_of",
     "get_array_module",
     "is_array",
@@ -211,6 +212,12 @@ def manual_seed(seed: int) -> None:
 
 def _next_seed() -> int:
     return int(_seed_source.integers(0, 2**63 - 1))
+
+
+def derive_seed(*keys: int) -> int:
+    """One seed from several integers (a base seed, a split, an epoch): distinct key tuples
+    give independent streams, unlike ``seed + offset``, where (0, 1) and (1, 0) collide."""
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
 
 
 class Generator:

@@ -35,6 +35,7 @@ from .backend import (
     Generator,
     array_module,
     default_device,
+    derive_seed,
     is_array,
     np,
     resolve_dtype,
@@ -68,12 +69,6 @@ VOC_CLASSES = (
     "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
     "sheep", "sofa", "train", "tvmonitor",
 )
-
-
-def _derive_seed(*keys: int) -> int:
-    """One seed from several integers (a base seed, a split, an epoch): distinct key tuples
-    give independent streams, unlike ``seed + offset``, where (0, 1) and (1, 0) collide."""
-    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
 
 
 # ---------------------------------------------------------------------------------------
@@ -254,7 +249,7 @@ class Shapes:
             raise ValueError(f"{where}: noise must be a number in [0, 1), got {noise!r}")
 
         self.image_size, self.seed, self.split = int(image_size), int(seed), split
-        rng = Generator(_derive_seed(seed, _SPLITS.index(split)))
+        rng = Generator(derive_seed(seed, _SPLITS.index(split)))
         gradient = _draw_background(rng, int(n))
         self.objects = _draw_objects(rng, int(n), self.image_size, min_objects, max_objects,
                                      gradient)
@@ -660,7 +655,7 @@ class DataLoader:
         self.epoch = int(epoch)
 
     def __iter__(self):
-        rng = Generator(_derive_seed(self.seed, self.epoch))
+        rng = Generator(derive_seed(self.seed, self.epoch))
         self.epoch += 1
         return self._batches(rng)
 

@@ -186,11 +186,12 @@ def train(config: TrainConfig, resume: str | None = None, progress: bool = True,
         scheduler.load_state_dict(state.extra["scheduler"])
         train_loader.set_epoch(start_epoch)
         rows = [r for r in _read_metrics(os.path.join(config.out, "metrics.csv"))
-                if r["epoch"] <= state.epoch]
+                if r["epoch"] <= state.epoch + 1]  # rows count epochs from 1
     best = max((r["mean_iou"] for r in rows), default=-1.0)
 
     for epoch in range(start_epoch, config.epochs):
         started = time.perf_counter()
+        _reseed_generators(model, config.seed, epoch)
         model.train()
         running, steps = 0.0, 0
         batches = _progress(train_loader, f"epoch {epoch + 1}/{config.epochs}", progress)
@@ -227,6 +228,15 @@ def train(config: TrainConfig, resume: str | None = None, progress: bool = True,
 
     _figures(config, model, val_set, rows, log)
     return rows[-1] if rows else {}
+
+
+def _reseed_generators(model, seed: int, epoch: int) -> None:
+    """Give every module that draws random numbers (dropout) a stream that depends only on
+    (seed, epoch, its place in the model): a run resumed at epoch e then draws the same
+    masks as one that never stopped."""
+    for index, module in enumerate(model.modules()):
+        if isinstance(getattr(module, "generator", None), backend.Generator):
+            module.generator = backend.Generator(backend.derive_seed(seed, epoch, index))
 
 
 def _save(config, model, optimizer, scheduler, epoch, row, name) -> None:

@@ -98,7 +98,8 @@ def save_checkpoint(path, model_state: dict, optimizer_state: dict | None = None
                 raise TypeError(f"save_checkpoint: {prefix} entry {key!r} is not numeric "
                                 f"(dtype {host.dtype}); checkpoints hold numbers only")
             arrays[f"{prefix}/{key}"] = host
-    meta = {"format": FORMAT, "version": VERSION, "epoch": epoch, "model_name": model_name,
+    meta = {"format": FORMAT, "version": VERSION,
+            "epoch": None if epoch is None else int(epoch), "model_name": model_name,
             "config": config or {},
             "metrics": {name: float(value) for name, value in (metrics or {}).items()}}
     try:

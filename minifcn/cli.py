@@ -116,7 +116,7 @@ def _evaluate(args) -> None:
         print(f"  {label:<24}{results[key]:.4f}")
     print("  per-class IoU:")
     names = getattr(dataset, "classes", None) or [str(i) for i in range(model.num_classes)]
-    for name, iou in zip(names, results["per_class_iou"]):
+    for name, iou in zip(names, results["per_class_iou"], strict=True):
         print(f"    {name:<22}{'absent' if np.isnan(iou) else f'{iou:.4f}'}")
 
 

@@ -65,6 +65,16 @@ def _relative_error(analytic: float, numerical: float, floor: float) -> float:
     return abs(analytic - numerical) / max(abs(analytic), abs(numerical), floor, 1e-300)
 
 
+def _slope(objective, array, original, v, step: float) -> float:
+    """Central difference of ``objective`` along ``v`` from ``original`` (restored after)."""
+    array[...] = original + step * v
+    plus = objective()
+    array[...] = original - step * v
+    minus = objective()
+    array[...] = original
+    return (plus - minus) / (2 * step)
+
+
 def gradcheck(objective: Callable[[], float], arrays: dict, grads: dict, *, eps: float = 1e-6,
               directions: int | None = None, seed: int = 0) -> GradCheckReport:
     """Compare ``grads`` (analytic) with central differences of ``objective``.
@@ -106,15 +116,6 @@ def gradcheck(objective: Callable[[], float], arrays: dict, grads: dict, *, eps:
             # direction happens to be (one nearly orthogonal to grad has a tiny derivative).
             typical = float(xp.sqrt((grad * grad).sum())) / max(array.size, 1) ** 0.5
             original = array.copy()
-
-            def slope(v, step: float) -> float:
-                array[...] = original + step * v
-                plus = objective()
-                array[...] = original - step * v
-                minus = objective()
-                array[...] = original
-                return (plus - minus) / (2 * step)
-
             for k in range(directions):
                 v = rng.standard_normal(array.shape, dtype=array.dtype, xp=xp)
                 v /= float(xp.sqrt((v * v).sum()))
@@ -122,9 +123,9 @@ def gradcheck(objective: Callable[[], float], arrays: dict, grads: dict, *, eps:
                 # gives a slope that changes with the step, while on a smooth stretch steps
                 # h and h/2 agree. Halve the step until they do (a few times at most, then
                 # report whatever comes): a wrong backward is wrong at every step size.
-                step, numerical = eps, slope(v, eps)
+                step, numerical = eps, _slope(objective, array, original, v, eps)
                 for _ in range(KINK_HALVINGS):
-                    finer = slope(v, step / 2)
+                    finer = _slope(objective, array, original, v, step / 2)
                     if _relative_error(numerical, finer, typical) < KINK_SIGNAL:
                         break
                     report.kinks_avoided += 1
@@ -160,7 +161,7 @@ def gradcheck_module(module, *inputs, eps: float = 1e-6, directions: int | None 
 
     arrays, grads = {}, {}
     names = ["x"] if len(inputs) == 1 else [f"input{i}" for i in range(len(inputs))]
-    for name, x, dx in zip(names, inputs, input_grads):
+    for name, x, dx in zip(names, inputs, input_grads, strict=True):
         if x.dtype.kind == "f":
             arrays[name], grads[name] = x, dx
     if check_params:

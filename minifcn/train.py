@@ -16,6 +16,7 @@ import dataclasses
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 
 from . import backend
@@ -192,27 +193,18 @@ def train(config: TrainConfig, resume: str | None = None, progress: bool = True,
     for epoch in range(start_epoch, config.epochs):
         started = time.perf_counter()
         _reseed_generators(model, config.seed, epoch)
-        model.train()
-        running, steps = 0.0, 0
         batches = _progress(train_loader, f"epoch {epoch + 1}/{config.epochs}", progress)
-        for step, (images, masks) in enumerate(batches):
-            logits = model(images)
-            loss = float(criterion(logits, masks))
-            if not math.isfinite(loss):
-                raise TrainingDiverged(
-                    f"the loss became {loss} at epoch {epoch + 1}, step {step + 1} "
-                    f"(lr {config.lr}); try a lower learning rate, e.g. --lr {config.lr / 10:g}"
-                    f"; the last good checkpoint is kept in {config.out}")
-            model.zero_grad()
-            model.backward(criterion.backward())
-            optimizer.step()
-            scheduler.step()
-            running += loss
-            steps += 1
-            if progress:
-                batches.set_postfix(loss=f"{running / steps:.4f}")
-        val = evaluate(model, val_loader, num_classes, criterion)
-        row = {"epoch": epoch + 1, "train_loss": running / steps, "val_loss": val["loss"],
+        with warnings.catch_warnings():
+            # A diverging run overflows on its way to NaN; the finite-loss checks report that
+            # once, with advice, instead of a screenful of NumPy warnings.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            train_loss = _train_epoch(model, criterion, optimizer, scheduler, batches,
+                                      config, epoch, progress)
+            val = evaluate(model, val_loader, num_classes, criterion)
+        if not math.isfinite(val["loss"]):
+            raise TrainingDiverged(_divergence(config, val["loss"], f"epoch {epoch + 1}, "
+                                               f"on the validation set"))
+        row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val["loss"],
                "pixel_acc": val["pixel_acc"], "mean_acc": val["mean_acc"],
                "mean_iou": val["mean_iou"], "fw_iou": val["fw_iou"],
                "seconds": time.perf_counter() - started}
@@ -228,6 +220,33 @@ def train(config: TrainConfig, resume: str | None = None, progress: bool = True,
 
     _figures(config, model, val_set, rows, log)
     return rows[-1] if rows else {}
+
+
+def _train_epoch(model, criterion, optimizer, scheduler, batches, config, epoch: int,
+                 progress: bool) -> float:
+    """One pass over the training batches; returns the mean training loss."""
+    model.train()
+    total = 0.0
+    for step, (images, masks) in enumerate(batches):
+        logits = model(images)
+        loss = float(criterion(logits, masks))  # the one host sync of a step
+        if not math.isfinite(loss):
+            raise TrainingDiverged(_divergence(config, loss,
+                                               f"epoch {epoch + 1}, step {step + 1}"))
+        model.zero_grad()
+        model.backward(criterion.backward())
+        optimizer.step()
+        scheduler.step()
+        total += loss
+        if progress:
+            batches.set_postfix(loss=f"{total / (step + 1):.4f}")
+    return total / (step + 1)
+
+
+def _divergence(config, loss: float, where: str) -> str:
+    return (f"the loss became {loss} at {where} (lr {config.lr}); try a lower learning "
+            f"rate, e.g. --lr {config.lr / 10:g}; the last good checkpoint is kept in "
+            f"{config.out}")
 
 
 def _reseed_generators(model, seed: int, epoch: int) -> None:

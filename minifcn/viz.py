@@ -45,8 +45,8 @@ def save_predictions(path: str, model, dataset, count: int = 6) -> None:
     for row in range(count):
         panels = (images[row].transpose(1, 2, 0), colorize(truths[row]),
                   colorize(predictions[row]))
-        for column, (panel, title) in enumerate(zip(panels,
-                                                    ("image", "ground truth", "prediction"))):
+        titles = ("image", "ground truth", "prediction")
+        for column, (panel, title) in enumerate(zip(panels, titles, strict=True)):
             axis = axes[row, column]
             axis.imshow(np.clip(panel, 0, 1) if panel.dtype.kind == "f" else panel,
                         interpolation="nearest")
@@ -54,7 +54,7 @@ def save_predictions(path: str, model, dataset, count: int = 6) -> None:
             axis.set_yticks([])
             if row == 0:
                 axis.set_title(title)
-    names = list(getattr(dataset, "classes", None) or range(getattr(dataset, "num_classes")))
+    names = list(getattr(dataset, "classes", None) or range(dataset.num_classes))
     palette = voc_palette(len(names))  # the colours colorize uses for labels 0..C-1
     handles = [plt.Rectangle((0, 0), 1, 1, color=palette[i] / 255.0)
                for i in range(len(names))]

@@ -90,7 +90,7 @@ def pool_configs(draw, max_extra: int = 6) -> PoolConfig:
     stride = draw(_pair(st.integers(1, 3)))
     padding = (draw(st.integers(0, kernel[0] // 2)), draw(st.integers(0, kernel[1] // 2)))
     size = tuple(draw(st.integers(max(1, k - 2 * p), max(1, k - 2 * p) + max_extra))
-                 for k, p in zip(kernel, padding))
+                 for k, p in zip(kernel, padding, strict=True))
     return PoolConfig(
         batch=draw(st.integers(1, 3)),
         channels=draw(st.integers(1, 4)),

@@ -58,7 +58,7 @@ class SegNet(nn.Module):
         features = self.encoder(x)
         y = features.pooled[-1]
         for k, (up, dec) in zip(reversed(range(len(self.encoder.widths))),
-                                self.decoder_stages()):
+                                self.decoder_stages(), strict=True):
             if self.upsample == "unpool":
                 y = up(y, features.indices[k], features.before_pool[k].shape[2:])
             else:

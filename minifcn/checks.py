@@ -15,8 +15,12 @@ from .backend import get_array_module, is_array
 __all__ = [
     "as_pair",
     "check_cache",
+    "check_count",
+    "check_flag",
     "check_grad",
+    "check_inplace",
     "check_input",
+    "check_number",
     "check_probability",
     "check_same_device",
 ]
@@ -34,6 +38,44 @@ def as_pair(where: str, name: str, value, minimum: int | None = None) -> tuple[i
     if minimum is not None and min(pair) < minimum:
         raise ValueError(f"{where}: {name} must be >= {minimum}, got {value!r}")
     return pair
+
+
+def check_flag(where: str, name: str, value) -> bool:
+    """A True/False argument (1 and 0 are refused: they usually mean a misplaced argument)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{where}: {name} must be True or False, got {value!r}")
+    return value
+
+
+def check_count(where: str, name: str, value, minimum: int) -> int:
+    """A whole number (not a bool) of at least ``minimum``."""
+    if not isinstance(value, Integral) or isinstance(value, bool):
+        raise TypeError(f"{where}: {name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{where}: {name} must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_number(where: str, name: str, value, low: float = 0.0, high: float | None = None,
+                 high_inclusive: bool = True) -> float:
+    """A real number (not a bool) with ``low <= value`` (and ``<= high`` or ``< high``)."""
+    if not isinstance(value, Real) or isinstance(value, bool):
+        raise TypeError(f"{where}: {name} must be a number, got {value!r}")
+    too_high = high is not None and (value > high if high_inclusive else value >= high)
+    if value < low or too_high:
+        bound = "" if high is None else f" and {'<=' if high_inclusive else '<'} {high}"
+        raise ValueError(f"{where}: {name} must be >= {low}{bound}, got {value!r}")
+    return float(value)
+
+
+def check_inplace(where: str, inplace) -> bool:
+    """PyTorch's ``inplace`` flag: ``False`` is accepted, ``True`` refused with a reason."""
+    check_flag(where, "inplace", inplace)
+    if inplace:
+        raise ValueError(f"{where}: inplace=True is not supported: minifcn never overwrites "
+                         f"a layer's input (with a skip connection the same x also feeds "
+                         f"another branch); use inplace=False")
+    return inplace
 
 
 def check_probability(where: str, p) -> float:

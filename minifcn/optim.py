@@ -32,11 +32,10 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Iterable
-from numbers import Integral, Real
 
 from . import backend, checks
 from .backend import get_array_module, np, to_device
-from .nn.module import Parameter, _shape
+from .nn.module import Parameter, array_shape
 
 __all__ = [
     "Optimizer",
@@ -53,25 +52,6 @@ __all__ = [
     "SCHEDULERS",
     "make_scheduler",
 ]
-
-
-def _check_number(where: str, name: str, value, low: float = 0.0, high: float | None = None,
-                  high_inclusive: bool = True) -> None:
-    """``value`` is a real number (not a bool) with ``low <= value`` (and ``<= / < high``)."""
-    if not isinstance(value, Real) or isinstance(value, bool):
-        raise TypeError(f"{where}: {name} must be a number, got {value!r}")
-    too_high = high is not None and (value > high if high_inclusive else value >= high)
-    if value < low or too_high:
-        bound = "" if high is None else f" and {'<=' if high_inclusive else '<'} {high}"
-        raise ValueError(f"{where}: {name} must be >= {low}{bound}, got {value!r}")
-
-
-def _check_count(where: str, name: str, value, minimum: int) -> int:
-    if not isinstance(value, Integral) or isinstance(value, bool):
-        raise TypeError(f"{where}: {name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{where}: {name} must be >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _host_value(value):
@@ -143,7 +123,7 @@ class Optimizer:
 
     @lr.setter
     def lr(self, value: float) -> None:
-        _check_number(self._name, "lr", value)
+        checks.check_number(self._name, "lr", value)
         for group in self.param_groups:
             group["lr"] = value
 
@@ -226,8 +206,8 @@ class Optimizer:
                 raise ValueError(f"{where}: state for parameter {i}, but this optimizer has "
                                  f"only {len(params)} parameters")
             for name, value in entries.items():
-                if name not in self._scalar_state and _shape(value) != params[i].shape:
-                    raise ValueError(f"{where}: state.{i}.{name} has shape {_shape(value)}, "
+                if name not in self._scalar_state and array_shape(value) != params[i].shape:
+                    raise ValueError(f"{where}: state.{i}.{name} has shape {array_shape(value)}, "
                                      f"parameter {i} has shape {params[i].shape}")
         new_groups = []
         for g, group in enumerate(self.param_groups):
@@ -275,7 +255,7 @@ class SGD(Optimizer):
 
     def _check_group(self, group: dict) -> None:
         for name in ("lr", "momentum", "dampening", "weight_decay"):
-            _check_number(self._name, name, group[name])
+            checks.check_number(self._name, name, group[name])
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError(f"{self._name}: nesterov momentum needs momentum > 0 and "
                              f"dampening == 0, got momentum={group['momentum']}, "
@@ -325,13 +305,13 @@ class Adam(Optimizer):
 
     def _check_group(self, group: dict) -> None:
         for name in ("lr", "eps", "weight_decay"):
-            _check_number(self._name, name, group[name])
+            checks.check_number(self._name, name, group[name])
         betas = group["betas"]
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise TypeError(f"{self._name}: betas must be a pair of numbers, got {betas!r}")
         group["betas"] = tuple(betas)
         for k, beta in enumerate(betas):
-            _check_number(self._name, f"betas[{k}]", beta, 0.0, 1.0, high_inclusive=False)
+            checks.check_number(self._name, f"betas[{k}]", beta, 0.0, 1.0, high_inclusive=False)
 
     def _update(self, param: Parameter, state: dict, group: dict) -> None:
         xp = get_array_module(param.data)
@@ -439,9 +419,9 @@ class ConstantLR(LRScheduler):
     (``torch.optim.lr_scheduler.ConstantLR``). ``factor=1.0`` keeps the lr constant."""
 
     def __init__(self, optimizer: Optimizer, factor: float = 1.0 / 3, total_iters: int = 5):
-        _check_number(type(self).__name__, "factor", factor, 0.0, 1.0)
+        checks.check_number(type(self).__name__, "factor", factor, 0.0, 1.0)
         self.factor = factor
-        self.total_iters = _check_count(type(self).__name__, "total_iters", total_iters, 0)
+        self.total_iters = checks.check_count(type(self).__name__, "total_iters", total_iters, 0)
         super().__init__(optimizer)
 
     def lr(self, base_lr: float, t: int) -> float:
@@ -455,12 +435,12 @@ class LinearLR(LRScheduler):
     def __init__(self, optimizer: Optimizer, start_factor: float = 1.0 / 3,
                  end_factor: float = 1.0, total_iters: int = 5):
         name = type(self).__name__
-        _check_number(name, "start_factor", start_factor, 0.0, 1.0)
+        checks.check_number(name, "start_factor", start_factor, 0.0, 1.0)
         if start_factor == 0:
             raise ValueError(f"{name}: start_factor must be > 0, got {start_factor!r}")
-        _check_number(name, "end_factor", end_factor, 0.0, 1.0)
+        checks.check_number(name, "end_factor", end_factor, 0.0, 1.0)
         self.start_factor, self.end_factor = start_factor, end_factor
-        self.total_iters = _check_count(name, "total_iters", total_iters, 1)
+        self.total_iters = checks.check_count(name, "total_iters", total_iters, 1)
         super().__init__(optimizer)
 
     def lr(self, base_lr: float, t: int) -> float:
@@ -472,8 +452,8 @@ class StepLR(LRScheduler):
     """``base_lr * gamma ** (t // step_size)`` (``torch.optim.lr_scheduler.StepLR``)."""
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1):
-        self.step_size = _check_count(type(self).__name__, "step_size", step_size, 1)
-        _check_number(type(self).__name__, "gamma", gamma)
+        self.step_size = checks.check_count(type(self).__name__, "step_size", step_size, 1)
+        checks.check_number(type(self).__name__, "gamma", gamma)
         self.gamma = gamma
         super().__init__(optimizer)
 
@@ -487,8 +467,8 @@ class CosineAnnealingLR(LRScheduler):
     CosineAnnealingLR``; past ``T_max`` it climbs back, as PyTorch's does)."""
 
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0):
-        self.T_max = _check_count(type(self).__name__, "T_max", T_max, 1)
-        _check_number(type(self).__name__, "eta_min", eta_min)
+        self.T_max = checks.check_count(type(self).__name__, "T_max", T_max, 1)
+        checks.check_number(type(self).__name__, "eta_min", eta_min)
         self.eta_min = eta_min
         super().__init__(optimizer)
 
@@ -503,8 +483,8 @@ class PolyLR(LRScheduler):
     formula (with default power 1.0 there)."""
 
     def __init__(self, optimizer: Optimizer, total_iters: int, power: float = 0.9):
-        self.total_iters = _check_count(type(self).__name__, "total_iters", total_iters, 1)
-        _check_number(type(self).__name__, "power", power)
+        self.total_iters = checks.check_count(type(self).__name__, "total_iters", total_iters, 1)
+        checks.check_number(type(self).__name__, "power", power)
         self.power = power
         super().__init__(optimizer)
 
@@ -534,7 +514,7 @@ class SequentialLR(LRScheduler):
             raise ValueError(f"{name}: expects one milestone fewer than schedulers, got "
                              f"{len(schedulers)} schedulers and {len(milestones)} milestones")
         for milestone in milestones:
-            _check_count(name, "each milestone", milestone, 1)
+            checks.check_count(name, "each milestone", milestone, 1)
         if milestones != sorted(milestones):
             raise ValueError(f"{name}: milestones must be increasing, got {milestones}")
         self.schedulers, self.milestones = schedulers, milestones
@@ -562,8 +542,8 @@ def make_scheduler(name: str, optimizer: Optimizer, total_steps: int, *,
     """
     if name not in SCHEDULERS:
         raise ValueError(f"make_scheduler: unknown schedule {name!r}; choose one of {SCHEDULERS}")
-    total_steps = _check_count("make_scheduler", "total_steps", total_steps, 1)
-    warmup_steps = _check_count("make_scheduler", "warmup_steps", warmup_steps, 0)
+    total_steps = checks.check_count("make_scheduler", "total_steps", total_steps, 1)
+    warmup_steps = checks.check_count("make_scheduler", "warmup_steps", warmup_steps, 0)
     if warmup_steps >= total_steps:
         raise ValueError(f"make_scheduler: warmup_steps ({warmup_steps}) must be less than "
                          f"total_steps ({total_steps})")

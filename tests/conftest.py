@@ -76,6 +76,13 @@ def bk(request):
 
 
 @pytest.fixture
+def torch():
+    """PyTorch, the reference oracle of the tests; they skip where it is not installed."""
+    return pytest.importorskip("torch", reason="PyTorch is the tests' reference oracle: "
+                                               "pip install torch==2.13.0")
+
+
+@pytest.fixture
 def rng():
     """A fresh seeded NumPy generator for building test inputs on the host."""
     return np.random.default_rng(1234)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from hypothesis import strategies as st
@@ -100,3 +101,61 @@ def pool_configs(draw, max_extra: int = 6) -> PoolConfig:
         padding=padding,
         ceil_mode=draw(st.booleans()),
     )
+
+
+@st.composite
+def transposed_configs(draw, max_extra: int = 6) -> ConvConfig:
+    """``conv_configs(transposed=True)`` with output_padding up to PyTorch's limit,
+    ``max(stride, dilation) - 1``; the shared strategy stops at ``stride - 1`` and so never
+    reaches the case output_padding >= stride (dilation > stride). The drawn output_padding
+    only grows, which only enlarges the output, so the drawn sizes stay valid."""
+    config = draw(conv_configs(transposed=True, max_extra=max_extra))
+    output_padding = tuple(draw(st.integers(op, max(s, d) - 1)) for op, s, d in
+                           zip(config.output_padding, config.stride, config.dilation,
+                               strict=True))
+    return dataclasses.replace(config, output_padding=output_padding)
+
+
+@st.composite
+def dilated_pool_configs(draw) -> tuple[PoolConfig, tuple[int, int]]:
+    """A pool_configs() problem with a dilation of 1-2 per axis. Along a dilated axis the input
+    is at least the dilated kernel's extent, so that no window sees only padding (which
+    PyTorch computes as -inf and minifcn refuses)."""
+    config = draw(pool_configs())
+    dilation = draw(st.tuples(st.integers(1, 2), st.integers(1, 2)))
+    size = tuple(n if d == 1 else max(n, d * (k - 1) + 1)
+                 for n, k, d in zip(config.size, config.kernel_size, dilation, strict=True))
+    return dataclasses.replace(config, size=size), dilation
+
+
+@st.composite
+def nchw_shapes(draw, max_size: int = 4):
+    """(N, C, H, W) with at least three values per channel. (Batch statistics need two;
+    with exactly two, xhat is +-1 whatever x, so dx is eps-small and a finite-difference
+    check would measure only rounding.)"""
+    shape = draw(st.tuples(st.integers(1, 3), st.integers(1, 4),
+                           st.integers(1, max_size), st.integers(1, max_size)))
+    N, _, H, W = shape
+    return shape if N * H * W >= 3 else (3, *shape[1:])
+
+
+# Upsample's modes with the align_corners values PyTorch accepts for each.
+UPSAMPLE_MODES = [("nearest", None), ("bilinear", False), ("bilinear", True)]
+
+
+@st.composite
+def upsample_configs(draw):
+    """(input shape, Upsample keyword arguments): an input of 1-9 x 1-9 pixels and either an
+    output size of 1-24 per axis or a scale factor of 0.5-4 per axis (integer or not) that
+    leaves at least one pixel, with any mode and align_corners."""
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)),
+             draw(st.integers(1, 9)), draw(st.integers(1, 9)))
+    mode, align_corners = draw(st.sampled_from(UPSAMPLE_MODES))
+    kwargs = dict(mode=mode, align_corners=align_corners)
+    if draw(st.booleans()):
+        kwargs["size"] = (draw(st.integers(1, 24)), draw(st.integers(1, 24)))
+    else:
+        factor = st.one_of(st.integers(1, 4).map(float),
+                           st.floats(0.5, 4.0).map(lambda f: round(f, 2)))
+        kwargs["scale_factor"] = tuple(max(draw(factor), 1.0 / n) for n in shape[2:])
+    return shape, kwargs

@@ -15,12 +15,6 @@ LAYERS = [(ReLU, {}), (LeakyReLU, {}), (LeakyReLU, {"negative_slope": 0.2}),
 LAYER_IDS = ["relu", "leaky", "leaky0.2", "leaky-1.5"]
 
 
-@pytest.fixture
-def torch():
-    return pytest.importorskip("torch", reason="PyTorch (pip install torch==2.13.0) is the "
-                                               "reference oracle")
-
-
 def away_from_zero(rng, shape, dtype="float64"):
     """Values of both signs at least 0.1 from the kink at 0."""
     signs = rng.choice([-1.0, 1.0], size=shape)

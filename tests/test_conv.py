@@ -4,14 +4,12 @@ identities, gradients, the chunked path, PyTorch parity, bad inputs, backends.""
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import strict_cupy
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import ConvConfig, conv_configs, seeds
+from strategies import ConvConfig, conv_configs, seeds, transposed_configs
 
 from minifcn import backend
 from minifcn.functional import conv as F
@@ -25,32 +23,12 @@ from minifcn.functional.im2col import (
 from minifcn.gradcheck import gradcheck_module
 from minifcn.nn import Conv2d, ConvTranspose2d
 
-
-@st.composite
-def transposed_configs(draw, max_extra: int = 6) -> ConvConfig:
-    """``conv_configs(transposed=True)`` with output_padding up to PyTorch's limit,
-    ``max(stride, dilation) - 1``; the shared strategy stops at ``stride - 1`` and so never
-    reaches the case output_padding >= stride (dilation > stride). The drawn output_padding
-    only grows, which only enlarges the output, so the drawn sizes stay valid."""
-    config = draw(conv_configs(transposed=True, max_extra=max_extra))
-    output_padding = tuple(draw(st.integers(op, max(s, d) - 1)) for op, s, d in
-                           zip(config.output_padding, config.stride, config.dilation,
-                               strict=True))
-    return dataclasses.replace(config, output_padding=output_padding)
-
-
 # The finite-difference step of the gradient checks. Convolutions are linear in x and in the
 # weight, so central differences have no truncation error whatever the step; only rounding
 # (about |L| * 1e-16 / eps) remains. With gradcheck's default 1e-6 that reached 1.3e-6
 # relative error on small weight-gradient entries of a 4->3 channel 3x5 dilated kernel;
 # 1e-3 leaves ~1e-9.
 GRADCHECK_EPS = 1e-3
-
-
-@pytest.fixture
-def torch():
-    return pytest.importorskip("torch", reason="PyTorch (pip install torch==2.13.0) is the "
-                                               "reference oracle")
 
 
 def problem(config: ConvConfig, transposed: bool, seed: int, dtype="float64"):

@@ -14,12 +14,6 @@ from minifcn import backend
 from minifcn.nn import ConvTranspose2d, Parameter, init
 
 
-@pytest.fixture
-def torch():
-    return pytest.importorskip("torch", reason="PyTorch (pip install torch==2.13.0) is the "
-                                               "reference oracle")
-
-
 def upsampler(bk, channels: int, scale: int) -> ConvTranspose2d:
     """FCN's x``scale`` up-sampling: kernel 2s, stride s, padding s/2, bilinear, no bias."""
     layer = ConvTranspose2d(channels, channels, 2 * scale, scale, scale // 2, bias=False,

@@ -15,12 +15,6 @@ from minifcn.nn.loss import CrossEntropyLoss
 REDUCTIONS = ["mean", "sum", "none"]
 
 
-@pytest.fixture
-def torch():
-    return pytest.importorskip("torch", reason="PyTorch (pip install torch==2.13.0) is the "
-                                               "reference oracle")
-
-
 def make_problem(rng, shape, ignore_index=-100, ignored=0.0, scale=3.0):
     """Logits of ``shape`` (N, C, ...) and integer targets (N, ...), a share ``ignored`` of
     them set to ``ignore_index``."""

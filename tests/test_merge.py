@@ -11,12 +11,6 @@ from minifcn.gradcheck import gradcheck_module
 from minifcn.nn.merge import Add, Concat, Crop
 
 
-@pytest.fixture
-def torch():
-    return pytest.importorskip("torch", reason="PyTorch (pip install torch==2.13.0) is the "
-                                               "reference oracle")
-
-
 def as_tuple(grads):
     return grads if isinstance(grads, tuple) else (grads,)
 

@@ -6,25 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import given
-from hypothesis import strategies as st
-from strategies import seeds
+from strategies import nchw_shapes, seeds
 
 from minifcn import backend
 from minifcn.functional.norm import batch_norm_forward
 from minifcn.gradcheck import gradcheck_module
 from minifcn.nn.norm import BatchNorm2d
-
-
-@st.composite
-def nchw_shapes(draw, max_size: int = 4):
-    """(N, C, H, W) with at least three values per channel. (Batch statistics need two;
-    with exactly two, xhat is +-1 whatever x, so dx is eps-small and a finite-difference
-    check would measure only rounding.)"""
-    shape = draw(st.tuples(st.integers(1, 3), st.integers(1, 4),
-                           st.integers(1, max_size), st.integers(1, max_size)))
-    N, _, H, W = shape
-    return shape if N * H * W >= 3 else (3, *shape[1:])
-
 
 # (affine, bias, track_running_stats): every combination PyTorch 2.13 accepts
 # (bias=False only means something with affine=True).
@@ -38,12 +25,6 @@ FLAGS = [(True, True, True), (True, True, False), (True, False, True), (True, Fa
 # 300 random problems. With 1e-5 the worst seen was 1.2e-7, and the truncation error
 # (eps**2 times the third derivative) stays far below it.
 GRADCHECK_EPS = 1e-5
-
-
-@pytest.fixture
-def torch():
-    return pytest.importorskip("torch", reason="PyTorch (pip install torch==2.13.0) is the "
-                                               "reference oracle")
 
 
 def random_input(rng, shape, dtype="float64"):

@@ -28,13 +28,6 @@ from minifcn.optim import (
 SHAPES = ((3, 4), (5,), (2, 1, 3))
 
 
-@pytest.fixture
-def torch():
-    torch = pytest.importorskip("torch", reason="PyTorch (pip install torch==2.13.0) is the "
-                                                "reference oracle")
-    return torch
-
-
 def _problem(seed: int, steps: int, shapes=SHAPES):
     """Initial weights and one gradient per step for each shape, float64, on the host."""
     rng = np.random.default_rng(seed)

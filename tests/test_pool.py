@@ -4,14 +4,12 @@ differences, the backend stand-in, bad inputs."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import strict_cupy
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import PoolConfig, pool_configs, seeds
+from strategies import PoolConfig, dilated_pool_configs, pool_configs, seeds
 
 from minifcn.functional.pool import (
     avg_pool2d_backward,
@@ -25,24 +23,6 @@ from minifcn.functional.pool import (
 )
 from minifcn.gradcheck import gradcheck_module
 from minifcn.nn.pool import AvgPool2d, MaxPool2d, MaxUnpool2d
-
-
-@st.composite
-def dilated_pool_configs(draw) -> tuple[PoolConfig, tuple[int, int]]:
-    """A pool_configs() problem with a dilation of 1-2 per axis. Along a dilated axis the input
-    is at least the dilated kernel's extent, so that no window sees only padding (which
-    PyTorch computes as -inf and minifcn refuses)."""
-    config = draw(pool_configs())
-    dilation = draw(st.tuples(st.integers(1, 2), st.integers(1, 2)))
-    size = tuple(n if d == 1 else max(n, d * (k - 1) + 1)
-                 for n, k, d in zip(config.size, config.kernel_size, dilation, strict=True))
-    return dataclasses.replace(config, size=size), dilation
-
-
-@pytest.fixture
-def torch():
-    return pytest.importorskip("torch", reason="PyTorch (pip install torch==2.13.0) is the "
-                                               "reference oracle")
 
 
 def tied_values(rng, shape) -> np.ndarray:

@@ -7,13 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import given
-from hypothesis import strategies as st
-from strategies import seeds
+from strategies import UPSAMPLE_MODES, seeds, upsample_configs
 
 from minifcn.gradcheck import gradcheck_module
 from minifcn.nn.upsample import Upsample, UpsamplingBilinear2d, UpsamplingNearest2d
 
-MODES = [("nearest", None), ("bilinear", False), ("bilinear", True)]
+MODES = UPSAMPLE_MODES
 
 # (input shape, Upsample keyword arguments): integer and non-integer factors, per-axis
 # factors, sizes that are not multiples, down-sampling, recompute_scale_factor, a factor
@@ -31,30 +30,6 @@ CONFIGS = [
     ((1, 1, 10, 3), dict(scale_factor=0.7)),
     ((1, 2, 3, 2), dict(scale_factor=(1.5, 1.25))),
 ]
-
-
-@st.composite
-def upsample_configs(draw):
-    """(input shape, Upsample keyword arguments): an input of 1-9 x 1-9 pixels and either an
-    output size of 1-24 per axis or a scale factor of 0.5-4 per axis (integer or not) that
-    leaves at least one pixel, with any mode and align_corners."""
-    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)),
-             draw(st.integers(1, 9)), draw(st.integers(1, 9)))
-    mode, align_corners = draw(st.sampled_from(MODES))
-    kwargs = dict(mode=mode, align_corners=align_corners)
-    if draw(st.booleans()):
-        kwargs["size"] = (draw(st.integers(1, 24)), draw(st.integers(1, 24)))
-    else:
-        factor = st.one_of(st.integers(1, 4).map(float),
-                           st.floats(0.5, 4.0).map(lambda f: round(f, 2)))
-        kwargs["scale_factor"] = tuple(max(draw(factor), 1.0 / n) for n in shape[2:])
-    return shape, kwargs
-
-
-@pytest.fixture
-def torch():
-    return pytest.importorskip("torch", reason="PyTorch (pip install torch==2.13.0) is the "
-                                               "reference oracle")
 
 
 def forward_backward(bk, layer, x, dy=None):

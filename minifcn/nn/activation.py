@@ -16,22 +16,6 @@ from .module import Module
 __all__ = ["LeakyReLU", "ReLU"]
 
 
-def check_inplace(where: str, inplace) -> bool:
-    """PyTorch's ``inplace`` flag: ``False`` is accepted, ``True`` refused with a reason."""
-    if not isinstance(inplace, bool):
-        raise TypeError(f"{where}: inplace must be True or False, got {inplace!r}")
-    if inplace:
-        raise ValueError(f"{where}: inplace=True is not supported: minifcn never overwrites "
-                         f"a layer's input (with a skip connection the same x also feeds "
-                         f"another branch); use inplace=False")
-    return inplace
-
-
-def check_any_rank(where: str, x) -> None:
-    """``x`` is a float array of any rank (element-wise layers take any shape)."""
-    checks.check_input(where, x, ndim=getattr(x, "ndim", -1))
-
-
 class _Elementwise(Module):
     """Shared forward/backward bookkeeping of a layer applying ``_forward``/``_backward``
     (a functional pair, with the layer's extra arguments from ``_arguments``)."""
@@ -48,7 +32,7 @@ class _Elementwise(Module):
 
     def forward(self, x):
         """x: any shape, e.g. (N, C, H, W) -> y: same shape and dtype."""
-        check_any_rank(self._where(), x)
+        checks.check_input(self._where(), x, ndim=None)
         y, cache = self._forward(x, *self._arguments())
         self._cache = (cache, tuple(y.shape), y.dtype)
         return y
@@ -73,7 +57,7 @@ class ReLU(_Elementwise):
 
     def __init__(self, inplace: bool = False):
         super().__init__()
-        self.inplace = check_inplace("ReLU()", inplace)
+        self.inplace = checks.check_inplace("ReLU()", inplace)
 
 
 class LeakyReLU(_Elementwise):
@@ -88,7 +72,7 @@ class LeakyReLU(_Elementwise):
             raise TypeError(f"LeakyReLU: negative_slope must be a number, "
                             f"got {negative_slope!r}")
         self.negative_slope = float(negative_slope)
-        self.inplace = check_inplace(self._where(), inplace)
+        self.inplace = checks.check_inplace(self._where(), inplace)
 
     def _arguments(self) -> tuple:
         return (self.negative_slope,)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from .. import checks
 from ..backend import Generator
 from ..functional.dropout import dropout2d_forward, dropout_backward, dropout_forward
-from .activation import check_any_rank, check_inplace
 from .module import Module
 
 __all__ = ["Dropout", "Dropout2d"]
@@ -27,7 +26,7 @@ class Dropout(Module):
         super().__init__()
         where = f"{type(self).__name__}(p={p!r})"
         self.p = checks.check_probability(where, p)
-        self.inplace = check_inplace(where, inplace)
+        self.inplace = checks.check_inplace(where, inplace)
         if generator is None:
             generator = Generator()
         elif not isinstance(generator, Generator):
@@ -38,7 +37,7 @@ class Dropout(Module):
         self._cache = None
 
     def _check_input(self, x) -> None:
-        check_any_rank(self._where, x)
+        checks.check_input(self._where, x, ndim=None)
 
     def forward(self, x):
         """x: any shape -> y: same shape and dtype."""

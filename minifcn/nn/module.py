@@ -226,9 +226,9 @@ class Module:
         own = self.state_dict()
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
-        mismatched = [f"{k}: expected {tuple(own[k].shape)}, got {tuple(_shape(state_dict[k]))}"
+        mismatched = [f"{k}: expected {tuple(own[k].shape)}, got {array_shape(state_dict[k])}"
                       for k in own if k in state_dict
-                      and tuple(_shape(state_dict[k])) != tuple(own[k].shape)]
+                      and array_shape(state_dict[k]) != tuple(own[k].shape)]
         problems = []
         if strict and missing:
             problems.append(f"missing keys {missing}")
@@ -272,7 +272,8 @@ class Module:
         return head + ")" if not lines else head + "\n  " + "\n  ".join(lines) + "\n)"
 
 
-def _shape(value) -> tuple[int, ...]:
+def array_shape(value) -> tuple[int, ...]:
+    """The shape of an array of any backend, or of anything NumPy can read (lists)."""
     shape = getattr(value, "shape", None)
     return tuple(shape) if shape is not None else tuple(backend.np.shape(value))
 

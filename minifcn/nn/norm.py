@@ -11,12 +11,6 @@ from .module import Module, Parameter
 __all__ = ["BatchNorm2d"]
 
 
-def _check_flag(where: str, name: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{where}: {name} must be True or False, got {value!r}")
-    return value
-
-
 class BatchNorm2d(Module):
     """Normalizes each channel of an (N, C, H, W) batch over N, H and W, then scales and
     shifts it by the learned ``weight`` and ``bias`` (C,).
@@ -53,10 +47,10 @@ class BatchNorm2d(Module):
         self.num_features = int(num_features)
         self.eps = eps
         self.momentum = momentum
-        self.affine = _check_flag(where, "affine", affine)
-        self.track_running_stats = _check_flag(where, "track_running_stats",
+        self.affine = checks.check_flag(where, "affine", affine)
+        self.track_running_stats = checks.check_flag(where, "track_running_stats",
                                                track_running_stats)
-        _check_flag(where, "bias", bias)
+        checks.check_flag(where, "bias", bias)
         self._where = where
         self._cache = None
 

@@ -31,12 +31,6 @@ from .module import Module
 __all__ = ["AvgPool2d", "MaxPool2d", "MaxUnpool2d"]
 
 
-def _check_flag(where: str, name: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{where}: {name} must be True or False, got {value!r}")
-    return value
-
-
 class _Pool2d(Module):
     """What the pooling layers share: window arguments taken as PyTorch takes them (an int
     or a pair; ``stride=None`` means the kernel size), and a backward that checks ``dy``
@@ -90,8 +84,8 @@ class MaxPool2d(_Pool2d):
         self.stride = kernel_size if stride is None else stride
         self.padding = padding
         self.dilation = dilation
-        self.return_indices = _check_flag(self._where, "return_indices", return_indices)
-        self.ceil_mode = _check_flag(self._where, "ceil_mode", ceil_mode)
+        self.return_indices = checks.check_flag(self._where, "return_indices", return_indices)
+        self.ceil_mode = checks.check_flag(self._where, "ceil_mode", ceil_mode)
 
     def forward(self, x):
         """x: (N, C, H, W) float -> y: (N, C, OH, OW), or (y, indices) with return_indices."""
@@ -134,8 +128,8 @@ class AvgPool2d(_Pool2d):
         self.kernel_size = kernel_size  # as given, as PyTorch keeps them
         self.stride = kernel_size if stride is None else stride
         self.padding = padding
-        self.ceil_mode = _check_flag(self._where, "ceil_mode", ceil_mode)
-        self.count_include_pad = _check_flag(self._where, "count_include_pad",
+        self.ceil_mode = checks.check_flag(self._where, "ceil_mode", ceil_mode)
+        self.count_include_pad = checks.check_flag(self._where, "count_include_pad",
                                              count_include_pad)
         self.divisor_override = divisor_override
 

@@ -20,8 +20,8 @@ places (for dW). The code below says exactly that.
 Memory: the batch is split into chunks whose im2col buffer fits the budget of
 :func:`minifcn.functional.im2col.im2col_budget` (256 MiB by default). When the whole batch
 fits in one chunk, ``conv2d_forward`` keeps ``cols`` in its cache so backward needs no second
-im2col (measured: about 10% of a forward+backward); otherwise backward recomputes it chunk by
-chunk, so memory stays bounded.
+im2col (measured: 3-11% of a forward+backward); otherwise backward recomputes it chunk by
+chunk. So the budget also bounds what each layer holds between its forward and backward.
 
 ``conv2d_naive`` and ``conv_transpose2d_naive`` compute the same things from the textbook
 definitions, with loops. They are slow; they are here to read, and as test oracles.

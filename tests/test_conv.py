@@ -453,6 +453,7 @@ CONVT = r"ConvTranspose2d\(3->16, kernel_size=\(3, 3\), stride=\(2, 2\)\)"
     (lambda: Conv2d(3, 16, 3, padding="full"), ValueError, CONV + r": padding must be an int"),
     (lambda: Conv2d(3, 16, 3, 2, "same"), ValueError, r"'same' is not supported for strided"),
     (lambda: Conv2d(3, 16, 3, groups=3), ValueError, r"Conv2d\(3->16\): groups=3 is not"),
+    (lambda: Conv2d(3, 16, 3, bias=1), TypeError, r"Conv2d\(3->16\): bias must be True or"),
     (lambda: Conv2d(3, 16, 3, dtype="int32"), ValueError, r"dtype must be float32 or float64"),
     (lambda: ConvTranspose2d(3, 16, 3, 2, output_padding=2), ValueError,
      CONVT + r": output_padding must be smaller than either stride or dilation"),

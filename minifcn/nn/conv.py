@@ -22,14 +22,6 @@ from .module import Module, Parameter
 __all__ = ["Conv2d", "ConvTranspose2d"]
 
 
-def _channels(where: str, name: str, value) -> int:
-    if not isinstance(value, Integral) or isinstance(value, bool):
-        raise TypeError(f"{where}: {name} must be an int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{where}: {name} must be >= 1, got {value!r}")
-    return int(value)
-
-
 class _ConvNd(Module):
     """What both layers share: argument checks, parameters, initialisation, repr, backward.
 
@@ -43,8 +35,8 @@ class _ConvNd(Module):
         super().__init__()
         name = type(self).__name__
         where = f"{name}({in_channels}->{out_channels})"
-        self.in_channels = _channels(where, "in_channels", in_channels)
-        self.out_channels = _channels(where, "out_channels", out_channels)
+        self.in_channels = checks.check_count(where, "in_channels", in_channels, 1)
+        self.out_channels = checks.check_count(where, "out_channels", out_channels, 1)
         self.kernel_size = checks.as_pair(where, "kernel_size", kernel_size, minimum=1)
         self.stride = checks.as_pair(where, "stride", stride, minimum=1)
         self.dilation = checks.as_pair(where, "dilation", dilation, minimum=1)
@@ -58,7 +50,8 @@ class _ConvNd(Module):
                     else (self.out_channels, self.in_channels))
         dtype = backend.resolve_dtype(dtype)
         self.weight = Parameter(backend.np.zeros((*channels, *self.kernel_size), dtype=dtype))
-        self.bias = Parameter(backend.np.zeros(self.out_channels, dtype=dtype)) if bias else None
+        self.bias = (Parameter(backend.np.zeros(self.out_channels, dtype=dtype))
+                     if checks.check_flag(where, "bias", bias) else None)
         self.reset_parameters(generator)
         self._cache = None
         self.to(device=device or backend.default_device())

@@ -29,6 +29,7 @@ definitions, with loops. They are slow; they are here to read, and as test oracl
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 from ..backend import get_array_module
@@ -99,8 +100,7 @@ def _from_matrix(a_mat, batch: int, size: Pair):
 
 def _cols_nbytes(channels: int, kernel_size: Pair, output_size: Pair, dtype) -> int:
     """Bytes of one sample's im2col buffer: C*KH*KW*OH*OW entries."""
-    return channels * kernel_size[0] * kernel_size[1] * output_size[0] * output_size[1] \
-        * dtype.itemsize
+    return math.prod((channels, *kernel_size, *output_size)) * dtype.itemsize
 
 
 # --- convolution ---------------------------------------------------------------------------
@@ -113,7 +113,8 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, output
         weight: (F, C, KH, KW).
         bias: (F,) or None.
         output_size: the (OH, OW) windows to compute; default all that fit
-            (:func:`~minifcn.functional.im2col.conv_output_size`).
+            (:func:`~minifcn.functional.im2col.conv_output_size`). Fewer only for a transposed
+            convolution's backward, see :func:`conv_transpose2d_backward`.
 
     Returns:
         y: (N, F, OH, OW), ``y[n, f] = bias[f] + sum_c correlate(x[n, c], weight[f, c])``.

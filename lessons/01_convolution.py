@@ -133,7 +133,7 @@ lesson.say(f"""
     x of shape {tuple(x.shape)} and a 3x3 kernel with padding 1 it has C*KH*KW = {C}*3*3 =
     {cols.shape[0]} rows (one per kernel entry) and N*OH*OW = {N}*{H}*{H} = {cols.shape[1]}
     columns (one per output pixel of the whole batch). The weight (F, C, KH, KW) =
-    {tuple(weight.shape)} read as an {F}x{C * 9} matrix times cols computes EVERY output
+    {tuple(weight.shape)}, reshaped to {F}x{C * 9}, times cols computes EVERY output
     pixel of every image and channel in ONE matrix product: {F}x{C * 9} @ {C * 9}x{N * H * H}
     = {F}x{N * H * H}, reshaped to (N, F, OH, OW). It agrees with the loop reference
     conv2d_naive to {gemm_error:.1e}, and Conv2d (which does exactly this) to
@@ -209,7 +209,7 @@ x = lesson.asarray(host.standard_normal((N, C, H, H)).astype(np.float32))
 conv = conv_layer(C, F, 3, dtype="float32", padding=1)
 naive_seconds = best_time(lambda: conv2d_naive(x, conv.weight.data, conv.bias.data,
                                                padding=1), repeats=2)
-gemm_seconds = best_time(lambda: conv(x), repeats=5)
+gemm_seconds = best_time(lambda: conv(x), repeats=7)
 speedup = naive_seconds / gemm_seconds
 flops = 2 * N * F * C * 9 * H * H  # one multiply and one add per weight per output pixel
 print(f"""\

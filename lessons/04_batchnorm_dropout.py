@@ -86,7 +86,7 @@ lesson.say(f"""
     that, so after .eval() batch norm uses running statistics, averaged during training,
     and becomes a fixed affine map per channel: y = x * weight / sqrt(running_var + eps) +
     (bias - running_mean * weight / sqrt(running_var + eps)). It matches that formula to
-    {eval_error:.0e}, and sample 0's output no longer moves at all (by {eval_effect:g})
+    {eval_error:.1e}, and sample 0's output no longer moves at all (by {eval_effect:g})
     when the others change. Forgetting model.eval() before evaluating is a classic bug.
 """)
 assert np.abs(out_mean).max() < 1e-12, f"training-mode outputs have mean 0: {out_mean}"

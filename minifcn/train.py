@@ -107,7 +107,12 @@ def _make_optimizer(config: TrainConfig, model):
 
 
 def evaluate(model, loader, num_classes: int, criterion=None) -> dict:
-    """Mean loss (if ``criterion``) and the four segmentation metrics over ``loader``."""
+    """Mean loss (if ``criterion``) and the four segmentation metrics over ``loader``.
+
+    The model runs in evaluation mode (running batch-norm statistics, no dropout) and is
+    left in the mode it came in.
+    """
+    was_training = model.training
     model.eval()
     confusion = ConfusionMatrix(num_classes, ignore_index=loader.dataset.ignore_index)
     total_loss, batches = 0.0, 0
@@ -117,6 +122,7 @@ def evaluate(model, loader, num_classes: int, criterion=None) -> dict:
             total_loss += float(criterion(logits, masks))
             batches += 1
         confusion.update(logits.argmax(axis=1), masks)
+    model.train(was_training)
     results = confusion.compute()
     if criterion is not None:
         results["loss"] = total_loss / max(batches, 1)

@@ -1,0 +1,141 @@
+"""The benchmark scripts keep working: each runs end to end on tiny problems.
+
+Timings here mean nothing (one repeat, no warm-up, tiny shapes); what is checked is that
+every script runs, covers every case it promises, writes its markdown table with the thread
+hygiene note, and fails clearly when PyTorch or the GPU is missing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from minifcn import backend
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+TINY = ["--quick", "--repeats", "1", "--warmup", "0"]
+
+
+def run_script(name: str, *args: str, cwd: Path, env: dict | None = None):
+    # From an unrelated folder: a script must work from anywhere.
+    return subprocess.run([sys.executable, str(BENCHMARKS / name), *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=240, env=env)
+
+
+def table_rows(markdown: str, first_cell: str) -> list[list[str]]:
+    """The cells of the table rows whose first cell is ``first_cell``."""
+    rows = [[cell.strip() for cell in line.strip("|").split("|")]
+            for line in markdown.splitlines() if line.startswith("|")]
+    return [row for row in rows if row[0] == first_cell]
+
+
+def ratio(cell: str) -> float:
+    return float(cell.strip("*"))
+
+
+def check_results(path: Path) -> str:
+    """The markdown a script wrote: machine report and hygiene note included."""
+    assert path.is_file(), f"{path} was not written"
+    text = path.read_text()
+    for expected in ("CPU:", "Load average", "NumPy BLAS:", "PyTorch 2.",
+                     "OPENBLAS_THREAD_TIMEOUT=4", "GOMP_SPINCOUNT=10000"):
+        assert expected in text, f"{expected!r} missing from {path.name}:\n{text}"
+    return text
+
+
+def assert_ran(result) -> None:
+    assert result.returncode == 0, f"exit {result.returncode}:\n{result.stdout}\n{result.stderr}"
+
+
+@pytest.mark.torch
+def test_layers_script_times_every_layer_beside_pytorch(torch, tmp_path):
+    result = run_script("layers.py", *TINY, "--batch", "1", "--out", str(tmp_path), cwd=tmp_path)
+    assert_ran(result)
+    text = check_results(tmp_path / "layers.md")
+    expected = {"Conv2d": 5, "ConvTranspose2d": 3, "MaxPool2d": 1, "BatchNorm2d": 1,
+                "Dropout": 1, "Upsample": 1, "CrossEntropyLoss": 1}
+    for layer, count in expected.items():
+        rows = table_rows(text, layer)
+        assert len(rows) == count, (layer, rows)
+        for row in rows:
+            assert ratio(row[4]) > 0 and ratio(row[7]) > 0, row
+    assert any("FCN x8" in row[1] for row in table_rows(text, "ConvTranspose2d"))
+    assert any("FCN x32" in row[1] for row in table_rows(text, "ConvTranspose2d"))
+
+
+@pytest.mark.torch
+def test_train_step_script_times_and_profiles_a_model(torch, tmp_path):
+    # fcn8s only, for time: the U-Net twin is exercised by test_torch_twin.py
+    result = run_script("train_step.py", *TINY, "--batch", "1", "2", "--size", "32",
+                        "--profile", "--models", "fcn8s", "--out", str(tmp_path), cwd=tmp_path)
+    assert_ran(result)
+    text = check_results(tmp_path / "train_step.md")
+    rows = table_rows(text, "fcn8s")
+    assert [row[1] for row in rows] == ["1x3x32x32", "2x3x32x32"], rows
+    for row in rows:
+        assert ratio(row[4]) > 0 and row[5].startswith("<= 1.3x: "), row
+        assert float(row[6]) > 0, f"no traced memory: {row}"
+    assert "## fcn8s, batch 2: minifcn step by layer type" in text
+    assert "## fcn8s, batch 2: top functions by self time" in text
+    layer_rows = {(row[0], row[1]) for row in table_rows(text, "Conv2d")}
+    assert layer_rows == {("Conv2d", "forward"), ("Conv2d", "backward")}, layer_rows
+
+
+@pytest.mark.torch
+def test_scaling_script_sweeps_sizes_batches_and_budgets(torch, tmp_path):
+    result = run_script("scaling.py", *TINY, "--sizes", "32", "--batches", "1", "--size", "32",
+                        "--batch", "1", "--budget-input", "2", "32", "--budgets", "1",
+                        "--out", str(tmp_path), cwd=tmp_path)
+    assert_ran(result)
+    text = check_results(tmp_path / "scaling.md")
+    assert len(table_rows(text, "1x64x32x32")) == 1  # conv, size sweep
+    assert len(table_rows(text, "1x64x64x64")) == 1  # conv, batch sweep (twice --size)
+    assert len(table_rows(text, "1x3x32x32")) == 2  # training step, both sweeps
+    (bounded,) = table_rows(text, "1 MiB")
+    (unbounded,) = table_rows(text, "unbounded")
+    # one 64x9x32x32 float32 buffer per image is 2.25 MiB: a 1 MiB budget takes one at a time
+    assert bounded[1:3] == ["2", "2.2"] and unbounded[1:3] == ["1", "4.5"], (bounded, unbounded)
+    assert float(bounded[6]) < float(unbounded[6]), "the budget did not lower the traced peak"
+
+
+def test_gpu_request_without_gpu_fails_clearly(tmp_path):
+    try:
+        backend.array_module("gpu")
+    except backend.DeviceUnavailableError:
+        pass
+    else:
+        pytest.skip("this machine has a GPU")
+    result = run_script("layers.py", "--device", "gpu", "--out", str(tmp_path), cwd=tmp_path)
+    assert result.returncode != 0
+    assert "--device gpu" in result.stderr and "CuPy" in result.stderr, result.stderr
+    assert not (tmp_path / "layers.md").exists()
+
+
+def test_missing_pytorch_is_reported_with_the_install_command(tmp_path):
+    fake = tmp_path / "fake_site" / "torch"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('PyTorch hidden by the test')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(fake.parent), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    for script in ("layers.py", "train_step.py", "scaling.py"):
+        result = run_script(script, "--out", str(tmp_path), cwd=tmp_path, env=env)
+        assert result.returncode != 0, script
+        assert "pip install torch==2.13.0" in result.stderr, (script, result.stderr)
+
+
+def test_thread_settings_must_come_before_numpy():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        common = importlib.import_module("_common")
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    if common._spinning_quieted:
+        pytest.skip("already called in this process")
+    with pytest.raises(RuntimeError, match=re.escape("must run before importing ['numpy'")):
+        common.quiet_thread_spinning()

@@ -212,6 +212,16 @@ def _git_revision() -> str:
     return revision + (" with uncommitted changes in minifcn/" if dirty else "")
 
 
+def _thread_line(torch) -> str:
+    """Threads of each library; they should match for a fair comparison."""
+    blas = int(os.environ.get("OPENBLAS_NUM_THREADS") or usable_cores())
+    line = (f"Threads: OpenBLAS {blas} (OPENBLAS_NUM_THREADS, else the usable cores), PyTorch "
+            f"{torch.get_num_threads()} (--threads; {torch.get_num_interop_threads()} inter-op)")
+    if blas != torch.get_num_threads():
+        line += " -- NOT EQUAL: set OPENBLAS_NUM_THREADS to --threads for a fair comparison"
+    return line
+
+
 def machine_lines(env: Platform) -> list[str]:
     """What was measured on: CPU, cores, load, library versions, BLAS and thread settings."""
     import numpy
@@ -225,8 +235,8 @@ def machine_lines(env: Platform) -> list[str]:
         f"CPU: {_cpu_model()}; {os.cpu_count()} logical cores, {usable_cores()} usable",
         f"Load average (1, 5, 15 min) at start: {load}",
         f"Python {platform.python_version()}, NumPy {numpy.__version__}, "
-        f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads, "
-        f"{torch.get_num_interop_threads()} inter-op)",
+        f"PyTorch {torch.__version__}",
+        _thread_line(torch),
         f"minifcn {minifcn.__version__}, git {_git_revision()}",
         f"NumPy BLAS: {_blas()}",
         f"Environment: {blas_env or 'no BLAS/OpenMP variables set'}",

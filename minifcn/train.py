@@ -43,7 +43,7 @@ class TrainConfig:
     """Everything that defines a training run (saved in every checkpoint)."""
 
     model: str = "fcn8s"
-    epochs: int = 12
+    epochs: int = 8
     batch_size: int = 16
     lr: float = 3e-3
     optimizer: str = "adam"

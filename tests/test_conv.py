@@ -142,6 +142,34 @@ def test_col2im_is_the_adjoint_of_im2col(config, seed):
     assert_close(np.vdot(cols, c), np.vdot(x, back), 1e-12)
 
 
+@pytest.mark.parametrize("kernel,stride,size", [(7, 1, 8), (5, 2, 7), (16, 8, 24), (64, 32, 64)])
+def test_a_kernel_larger_than_its_grid_loops_over_the_grid(kernel, stride, size, rng):
+    """im2col/col2im loop over output pixels when there are fewer of them than kernel
+    offsets (FCN's x32 layer: a 64x64 kernel, a 2x2 grid): the same columns, the same
+    adjoint, the same transposed convolution as the zero-insertion reference."""
+    padding = kernel // 4
+    conv_geometry = ((kernel, kernel), (stride, stride), (padding, padding), (1, 1))
+    x = rng.standard_normal((2, 3, size, size))
+    OH, OW = conv_output_size((size, size), *conv_geometry)
+    assert kernel * kernel > OH * OW  # the case under test
+    cols = im2col(x, *conv_geometry)
+    padded = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (kernel, kernel), axis=(2, 3))
+    expected = windows[:, :, ::stride, ::stride][:, :, :OH, :OW]  # (N, C, OH, OW, KH, KW)
+    assert_close(cols, expected.transpose(1, 4, 5, 0, 2, 3).reshape(cols.shape), 0.0)
+    c = rng.standard_normal(cols.shape)
+    assert_close(np.vdot(cols, c), np.vdot(x, col2im(c, x.shape, *conv_geometry)), 1e-12)
+    grid = rng.standard_normal((1, 2, OH, OW))
+    weight = rng.standard_normal((2, 1, kernel, kernel))
+    y, _ = F.conv_transpose2d_forward(grid, weight, None, stride, padding, 0, 1)
+    if kernel <= 16:  # the zero-insertion reference loops over pixels: 64x64 takes minutes
+        assert_close(y, F.conv_transpose2d_naive(grid, weight, None, stride, padding, 0, 1),
+                     1e-10)
+    image = rng.standard_normal(y.shape)  # <conv_transpose(grid), image> = <grid, conv(image)>
+    conv_y, _ = F.conv2d_forward(image, weight, None, stride, padding, 1)
+    assert_close(np.vdot(y, image), np.vdot(grid, conv_y), 1e-12)
+
+
 @given(config=conv_configs(), seed=seeds, bias=st.booleans())
 def test_conv2d_matches_the_naive_loops(config, seed, bias):
     x, weight, b = problem(config, False, seed)

@@ -24,6 +24,11 @@ padded buffer (windows overlap, so contributions add up) and crops the padding. 
 the gradient of a convolution reaches its input. No index arrays or ``np.add.at``: slow on
 NumPy and restricted on CuPy.
 
+A kernel larger than its output grid (FCN's x32 up-sampling: 64x64 offsets on a 2x2 grid)
+turns both loops around: output pixel (oh, ow) sees one strided KH x KW patch, so the loop
+runs over the OH*OW pixels instead, whichever is shorter (measured on FCN's x32 layer at
+batch 16, forward and backward: 77 ms with 4096 tiny copies, 7 ms with 4).
+
 The padded buffer is laid out (C, N, H + 2*PH, W + 2*PW), the order of ``cols``, so that the
 one (N, C) -> (C, N) transpose happens in the padding copy and each offset's copy then runs
 over rows in memory order (measured: col2im up to 27% faster than with an (N, C, ...) buffer).
@@ -133,6 +138,13 @@ def _window(i: int, j: int, output_size: Pair, stride: Pair, dilation: Pair):
             slice(j * DW, j * DW + SW * (OW - 1) + 1, SW))
 
 
+def _patch(oh: int, ow: int, kernel_size: Pair, stride: Pair, dilation: Pair):
+    """The (row, column) slices of the padded input that output pixel (oh, ow) sees."""
+    (KH, KW), (SH, SW), (DH, DW) = kernel_size, stride, dilation
+    return (slice(oh * SH, oh * SH + DH * (KH - 1) + 1, DH),
+            slice(ow * SW, ow * SW + DW * (KW - 1) + 1, DW))
+
+
 def im2col(x, kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair,
            output_size: Pair | None = None):
     """The KH x KW windows of ``x`` as the columns of one matrix.
@@ -157,10 +169,16 @@ def im2col(x, kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair,
     x_padded = xp.zeros((C, N, H + 2 * PH, W + 2 * PW), dtype=x.dtype)
     x_padded[:, :, PH:PH + H, PW:PW + W] = x.transpose(1, 0, 2, 3)
     cols = xp.empty((C, KH, KW, N, OH, OW), dtype=x.dtype)
-    for i in range(KH):
-        for j in range(KW):
-            rows, columns = _window(i, j, output_size, stride, dilation)
-            cols[:, i, j] = x_padded[:, :, rows, columns]
+    if KH * KW <= OH * OW:
+        for i in range(KH):
+            for j in range(KW):
+                rows, columns = _window(i, j, output_size, stride, dilation)
+                cols[:, i, j] = x_padded[:, :, rows, columns]
+    else:  # a big kernel on a small grid (FCN's x32 layer: 64x64 on 2x2): loop the grid
+        for oh in range(OH):
+            for ow in range(OW):
+                rows, columns = _patch(oh, ow, kernel_size, stride, dilation)
+                cols[:, :, :, :, oh, ow] = x_padded[:, :, rows, columns].transpose(0, 2, 3, 1)
     return cols.reshape(C * KH * KW, N * OH * OW)
 
 
@@ -188,8 +206,14 @@ def col2im(cols, x_shape: tuple[int, int, int, int], kernel_size: Pair, stride: 
     xp = get_array_module(cols)
     cols = cols.reshape(C, KH, KW, N, OH, OW)
     x_padded = xp.zeros((C, N, H + 2 * PH, W + 2 * PW), dtype=cols.dtype)
-    for i in range(KH):
-        for j in range(KW):
-            rows, columns = _window(i, j, output_size, stride, dilation)
-            x_padded[:, :, rows, columns] += cols[:, i, j]
+    if KH * KW <= OH * OW:
+        for i in range(KH):
+            for j in range(KW):
+                rows, columns = _window(i, j, output_size, stride, dilation)
+                x_padded[:, :, rows, columns] += cols[:, i, j]
+    else:  # as in im2col: the shorter loop, over the output grid
+        for oh in range(OH):
+            for ow in range(OW):
+                rows, columns = _patch(oh, ow, kernel_size, stride, dilation)
+                x_padded[:, :, rows, columns] += cols[:, :, :, :, oh, ow].transpose(0, 3, 1, 2)
     return x_padded[:, :, PH:PH + H, PW:PW + W].transpose(1, 0, 2, 3)

@@ -10,6 +10,12 @@ Every layer test takes the ``bk`` fixture and runs once per backend:
 from __future__ import annotations
 
 import os
+
+# PyTorch, the tests' oracle, keeps its OpenMP threads spinning after each call; on a busy
+# two-core machine they wait at every parallel region for a descheduled partner (measured:
+# 5-7x slower tests). libgomp reads this when PyTorch loads, later, in a fixture. Tests only:
+# the library never touches the environment.
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 from dataclasses import dataclass
 
 import numpy as np

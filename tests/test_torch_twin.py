@@ -13,7 +13,6 @@ crop offset or in the order of a concatenation shows up here.
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from pathlib import Path
 
@@ -21,12 +20,6 @@ import numpy as np
 import pytest
 
 from minifcn.models import build_model
-
-# PyTorch's OpenMP threads spin after each call and, on a busy two-core machine, wait at
-# every parallel region for a descheduled partner: measured 5-7x slower tests. libgomp
-# reads this when PyTorch loads, which in a test session is later, in a fixture.
-# TODO(lead): move to the top of conftest.py, for every PyTorch test.
-os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 TINY = dict(widths=(2, 3, 2, 3, 4))

@@ -54,7 +54,8 @@ class EncoderFeatures:
 
     ``before_pool[k]``: stage k's output (N, C_k, H / 2**k, W / 2**k), U-Net's skip input.
     ``pooled[k]``: the same after 2x2 max-pooling; ``pooled[-1]`` is the stride-32 map.
-    ``indices[k]``: where each pooled maximum came from (SegNet's unpooling needs them).
+    ``indices[k]``: where each pooled maximum came from (SegNet's unpooling needs them);
+    None unless the encoder was built with ``keep_indices=True``.
     """
 
     before_pool: list
@@ -63,15 +64,20 @@ class EncoderFeatures:
 
 
 class Encoder(nn.Module):
-    """Five conv-BN-ReLU x2 stages, each followed by 2x2 max-pooling (output stride 32)."""
+    """Five conv-BN-ReLU x2 stages, each followed by 2x2 max-pooling (output stride 32).
 
-    def __init__(self, in_channels: int = 3, widths=DEFAULT_WIDTHS):
+    ``keep_indices=True`` also records where each pooled maximum came from, which only a
+    decoder that unpools (SegNet) needs.
+    """
+
+    def __init__(self, in_channels: int = 3, widths=DEFAULT_WIDTHS, keep_indices: bool = False):
         super().__init__()
         self.widths = tuple(widths)
+        self.keep_indices = keep_indices
         channels = in_channels
         for k, width in enumerate(self.widths, start=1):
             self.add_module(f"stage{k}", double_conv(channels, width))
-            self.add_module(f"pool{k}", nn.MaxPool2d(2, 2, return_indices=True))
+            self.add_module(f"pool{k}", nn.MaxPool2d(2, 2, return_indices=keep_indices))
             channels = width
 
     @property
@@ -87,7 +93,7 @@ class Encoder(nn.Module):
         for stage, pool in self.stages():
             x = stage(x)
             features.before_pool.append(x)
-            x, indices = pool(x)
+            x, indices = pool(x) if self.keep_indices else (pool(x), None)
             features.pooled.append(x)
             features.indices.append(indices)
         return features

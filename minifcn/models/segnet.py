@@ -35,7 +35,7 @@ class SegNet(nn.Module):
                  device: str | None = None, dtype=None):
         super().__init__()
         self.num_classes, self.in_channels, self.upsample = num_classes, in_channels, upsample
-        self.encoder = Encoder(in_channels, widths)
+        self.encoder = Encoder(in_channels, widths, keep_indices=upsample == "unpool")
         for k in reversed(range(len(widths))):
             width, target = widths[k], widths[max(k - 1, 0)]
             if upsample == "unpool":

@@ -59,9 +59,8 @@ def gpu_array_module():
     sys.path.insert(0, str(TESTS_DIR))
     import strict_cupy
 
-    # Teach the backend that the stand-in's arrays live on "gpu" (CuPy's own arrays are
-    # recognised on sight), then let "gpu" mean the stand-in inside the block.
-    backend.register_array_module(strict_cupy.ndarray, strict_cupy, "gpu")
+    # Inside the block "gpu" means the stand-in, and its arrays count as "gpu" arrays
+    # (CuPy's own arrays are recognised on sight).
     with backend.use_gpu_module(strict_cupy):
         yield strict_cupy
 

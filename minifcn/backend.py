@@ -64,8 +64,10 @@ def register_array_module(array_type: type, module: object, device: str) -> None
 
 @contextlib.contextmanager
 def use_gpu_module(module: object) -> Iterator[None]:
-    """Within the block, ``"gpu"`` means ``module`` (a CuPy stand-in in the tests and lessons)."""
+    """Within the block, ``"gpu"`` means ``module`` (a CuPy stand-in in the tests and lessons);
+    its ``module.ndarray`` arrays are registered as ``"gpu"`` arrays."""
     global _gpu_override
+    register_array_module(module.ndarray, module, "gpu")
     previous, _gpu_override = _gpu_override, module
     try:
         yield

@@ -112,8 +112,9 @@ def test_to_device_takes_lists():
 
 
 def test_use_gpu_module_restores_the_previous_module_even_after_an_error():
-    class Other:
-        pass
+    class Other:  # an array module: it has an array type, as CuPy does
+        class ndarray:
+            pass
 
     with backend.use_gpu_module(scp):
         with backend.use_gpu_module(Other):

@@ -36,7 +36,7 @@ import numpy as np
 
 import minifcn
 from minifcn import course, nn
-from minifcn.data import IGNORE_INDEX, PALETTE, DataLoader, Shapes, colorize
+from minifcn.data import IGNORE_INDEX, PALETTE, DataLoader, Shapes, colorize, label_boundary
 from minifcn.functional import softmax
 from minifcn.metrics import ConfusionMatrix
 from minifcn.models import build_model, summary
@@ -309,15 +309,6 @@ def shifted(a, rows, cols, fill):
     return out
 
 
-def edges(labels):
-    """True where a 4-neighbour has another label (the image border is no edge)."""
-    found = np.zeros(labels.shape, dtype=bool)
-    for rows, cols in NEIGHBOURS:
-        neighbour = shifted(labels, rows, cols, -1)
-        found |= (neighbour != labels) & (neighbour != -1)
-    return found
-
-
 def near(pixels, distance):
     """True within ``distance`` 4-neighbour steps of a True pixel."""
     for _ in range(distance):
@@ -331,7 +322,7 @@ def near(pixels, distance):
 def boundary_f_score(predicted, truth, tolerance=2):
     """F-score of the predicted edge pixels against the true ones: precision is the share
     of predicted edges within ``tolerance`` px of a true edge, recall the other way round."""
-    predicted_edges, true_edges = edges(predicted), edges(truth)
+    predicted_edges, true_edges = label_boundary(predicted), label_boundary(truth)
     precision = (predicted_edges & near(true_edges, tolerance)).sum() / max(
         predicted_edges.sum(), 1)
     recall = (true_edges & near(predicted_edges, tolerance)).sum() / true_edges.sum()

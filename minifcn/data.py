@@ -55,6 +55,7 @@ __all__ = [
     "Shapes",
     "class_frequencies",
     "colorize",
+    "label_boundary",
     "load_image",
     "median_frequency_weights",
     "save_mask_png",
@@ -261,7 +262,7 @@ class Shapes:
         np.clip(self.images, 0.0, 1.0, out=self.images)
         self.masks = labels
         if void_band:
-            self.masks = np.where(_label_boundary(labels), np.uint8(IGNORE_INDEX), labels)
+            self.masks = np.where(label_boundary(labels), np.uint8(IGNORE_INDEX), labels)
 
     @classmethod
     def splits(cls, train_size: int, val_size: int, image_size: int = 64, seed: int = 0,
@@ -389,15 +390,18 @@ def _render(objects: ShapeObjects, gradient, image_size: int) -> tuple[np.ndarra
     return images, labels
 
 
-def _label_boundary(labels: np.ndarray) -> np.ndarray:
-    """(N, H, W) bool: pixels with a 4-neighbour (up, down, left, right) of another label."""
+def label_boundary(labels: np.ndarray) -> np.ndarray:
+    """(..., H, W) bool: pixels with a 4-neighbour (up, down, left, right) of another label.
+
+    The image border is no boundary. The toy masks' void band is exactly these pixels.
+    """
     boundary = np.zeros(labels.shape, dtype=bool)
-    vertical = labels[:, 1:, :] != labels[:, :-1, :]  # pixel vs the one below it
-    boundary[:, 1:, :] |= vertical
-    boundary[:, :-1, :] |= vertical
-    horizontal = labels[:, :, 1:] != labels[:, :, :-1]  # pixel vs the one to its right
-    boundary[:, :, 1:] |= horizontal
-    boundary[:, :, :-1] |= horizontal
+    vertical = labels[..., 1:, :] != labels[..., :-1, :]  # pixel vs the one below it
+    boundary[..., 1:, :] |= vertical
+    boundary[..., :-1, :] |= vertical
+    horizontal = labels[..., :, 1:] != labels[..., :, :-1]  # pixel vs the one to its right
+    boundary[..., :, 1:] |= horizontal
+    boundary[..., :, :-1] |= horizontal
     return boundary
 
 

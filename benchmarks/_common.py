@@ -340,6 +340,11 @@ def verdict(ratio: float, target: float | None) -> str:
     return f"<= {target}x: {'met' if ratio <= target else 'MISSED'}"
 
 
+def format_ratio(ratio: float) -> str:
+    """Three significant digits: a fixed two decimals would print a real 0.004 as 0.00."""
+    return f"{ratio:.3g}"
+
+
 def mib(nbytes: int | None) -> str:
     """Bytes as MiB for a table: whole MiB, with one decimal below 10."""
     if nbytes is None:

@@ -133,8 +133,9 @@ def main(argv=None) -> None:
         (fwd_ours, fwd_torch), (step_ours, step_torch) = medians
         ratio = step_ours / step_torch
         rows.append([case.layer, case.config, f"{fwd_ours:.2f}", f"{fwd_torch:.2f}",
-                     f"{fwd_ours / fwd_torch:.2f}", f"{step_ours:.2f}", f"{step_torch:.2f}",
-                     f"**{ratio:.2f}**", _common.verdict(ratio, TARGETS.get(case.layer))])
+                     _common.format_ratio(fwd_ours / fwd_torch), f"{step_ours:.2f}",
+                     f"{step_torch:.2f}", f"**{_common.format_ratio(ratio)}**",
+                     _common.verdict(ratio, TARGETS.get(case.layer))])
         print(" | ".join(rows[-1]), flush=True)
     report.table("Milliseconds per call (median) and ratio minifcn / PyTorch",
                  ["layer", "input -> output", "fwd minifcn", "fwd torch", "fwd ratio",

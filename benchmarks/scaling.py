@@ -37,7 +37,8 @@ def conv_runs(shape, env: _common.Platform, torch_models, rng) -> dict:
 
 def sweep_row(label: str, pixels: int, result: _common.Measurement) -> list[str]:
     megapixels = pixels / 1e6
-    return [label, f"{result.ours_ms:.1f}", f"{result.torch_ms:.1f}", f"**{result.ratio:.2f}**",
+    return [label, f"{result.ours_ms:.1f}", f"{result.torch_ms:.1f}",
+            f"**{_common.format_ratio(result.ratio)}**",
             f"{result.ours_ms / megapixels:.1f}", f"{result.torch_ms / megapixels:.1f}",
             *result.memory_cells()]
 
@@ -61,7 +62,7 @@ def budget_rows(shape, budgets_mib: list[int], args, env, torch_models, rng) -> 
             name += " (default)"
         rows.append([name, str(chunks), _common.mib(per_sample * -(-N // chunks)),
                      f"{result.ours_ms:.1f}", f"{result.torch_ms:.1f}",
-                     f"**{result.ratio:.2f}**", *result.memory_cells()])
+                     f"**{_common.format_ratio(result.ratio)}**", *result.memory_cells()])
         print(" | ".join(rows[-1]), flush=True)
     return rows
 

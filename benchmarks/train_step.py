@@ -167,7 +167,7 @@ def main(argv=None) -> None:
             steps = training_steps(name, batch, args.size, env, torch_models)
             result = _common.measure(steps.run, args, env)
             rows.append([name, f"{batch}x3x{args.size}x{args.size}", f"{result.ours_ms:.1f}",
-                         f"{result.torch_ms:.1f}", f"**{result.ratio:.2f}**",
+                         f"{result.torch_ms:.1f}", f"**{_common.format_ratio(result.ratio)}**",
                          _common.verdict(result.ratio, TARGET_RATIO.get(name)),
                          *result.memory_cells()])
             print(" | ".join(rows[-1]), flush=True)

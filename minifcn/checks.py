@@ -88,12 +88,14 @@ def check_probability(where: str, p) -> float:
 
 
 def check_input(where: str, x, *, ndim: int | None = 4, channels: int | None = None,
-                dtype=None, name: str = "x", floating: bool = True) -> None:
+                dtype=None, name: str = "x", floating: bool = True, hint: str = "") -> None:
     """``x`` is an array of rank ``ndim`` (NCHW by default; ``None``: any rank) with the
     expected channels and dtype.
 
-    ``dtype``, when given, is the dtype of the layer's parameters: a float64 input to a
-    float32 layer is refused rather than silently promoted.
+    ``floating``: a float array (True) or an integer one (False: labels, indices); ``hint``
+    is added to the message when the kind is wrong. ``dtype``, when given, is the dtype of
+    the layer's parameters: a float64 input to a float32 layer is refused rather than
+    silently promoted.
     """
     if not is_array(x):
         raise TypeError(f"{where}: expected {name} to be an array, got {type(x).__name__}")
@@ -105,7 +107,10 @@ def check_input(where: str, x, *, ndim: int | None = 4, channels: int | None = N
         raise ValueError(f"{where}: expected {name} with {channels} channels, "
                          f"got {name} of shape {tuple(x.shape)}")
     if floating and x.dtype.kind != "f":
-        raise TypeError(f"{where}: expected a float32 or float64 {name}, got dtype {x.dtype}")
+        raise TypeError(f"{where}: expected a float32 or float64 {name}{hint}, "
+                        f"got dtype {x.dtype}")
+    if not floating and x.dtype.kind not in "iu":
+        raise TypeError(f"{where}: expected integer {name}{hint}, got dtype {x.dtype}")
     if dtype is not None and x.dtype != dtype:
         raise TypeError(f"{where}: {name} has dtype {x.dtype} but the layer's parameters are "
                         f"{dtype}; convert one of them (module.to(dtype=...))")

@@ -167,10 +167,8 @@ class MaxUnpool2d(_Pool2d):
     def forward(self, x, indices, output_size=None):
         """x: (N, C, H, W) float, indices: (N, C, H, W) int -> y: (N, C, OH, OW)."""
         checks.check_input(self._where, x)
-        checks.check_input(self._where, indices, name="indices", floating=False)
-        if indices.dtype.kind not in "iu":
-            raise TypeError(f"{self._where}: expected integer indices (from MaxPool2d with "
-                            f"return_indices=True), got dtype {indices.dtype}")
+        checks.check_input(self._where, indices, name="indices", floating=False,
+                           hint=" (from MaxPool2d with return_indices=True)")
         if tuple(indices.shape) != tuple(x.shape):
             raise ValueError(f"{self._where}: expected indices of the shape of x "
                              f"{tuple(x.shape)}, got {tuple(indices.shape)}")

@@ -106,8 +106,7 @@ def _evaluate(args) -> None:
     if args.data is not None:
         dataset = SegmentationFolder(args.data, split="val", image_size=config.image_size)
     else:
-        dataset = Shapes.splits(config.train_size, config.val_size, config.image_size,
-                                seed=config.seed)[1]
+        dataset = Shapes(config.val_size, config.image_size, config.seed, split="val")
     results = evaluate(model, DataLoader(dataset, config.batch_size, device=args.device),
                        model.num_classes)
     print(f"{config.model} on {len(dataset)} validation images")

@@ -25,10 +25,10 @@ def _pyplot():
 def predict_masks(model, images, batch_size: int = 16):
     """Class index per pixel, (N, H, W) on the host, for host images (N, C, H, W)."""
     model.eval()
+    dtype = next(iter(model.parameters())).dtype
     out = []
     for start in range(0, len(images), batch_size):
         batch = backend.to_device(images[start:start + batch_size], model.device)
-        dtype = next(iter(model.parameters())).dtype
         out.append(backend.to_numpy(model(batch.astype(dtype)).argmax(axis=1)))
     return np.concatenate(out)
 

@@ -71,6 +71,24 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("images", nargs="+", metavar="IMAGE")
     predict.add_argument("--out", required=True, metavar="DIR")
     predict.add_argument("--device", default="cpu", choices=list(backend.DEVICES))
+
+    exercises = commands.add_parser(
+        "exercises", help="write the layers yourself; minifcn checks them",
+        description="The exercise track: start an exercise (a skeleton file in DIR), fill "
+                    "it in, check it; status shows how far you are.")
+    actions = exercises.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", help="every exercise, one a line, its name first")
+    for action, text in (("start", "write DIR/NAME.py, the exercise's skeleton (never "
+                                   "overwrites your work)"),
+                         ("check", "run the exercise's checks on DIR/NAME.py; exit status 0 "
+                                   "only when every check passes")):
+        sub = actions.add_parser(action, help=text, description=text)
+        sub.add_argument("name", metavar="NAME")
+        sub.add_argument("--dir", default="my_minifcn",
+                         help="the folder of your exercise files (default: my_minifcn)")
+    sub = actions.add_parser("status", help="a table of exercises done, failing, not started")
+    sub.add_argument("--dir", default="my_minifcn",
+                     help="the folder of your exercise files (default: my_minifcn)")
     return parser
 
 
@@ -139,13 +157,54 @@ def _predict(args) -> None:
         print(f"{path} -> {os.path.join(args.out, name)}")
 
 
+def _exercises(args) -> int:
+    from . import exercises
+
+    try:
+        exercises.exercises()
+    except ImportError as error:  # hypothesis, an extra, is missing
+        print(f"minifcn exercises: error: {error}", file=sys.stderr)
+        return 1
+    if args.action == "list":
+        for exercise in exercises.exercises().values():
+            print(f"{exercise.name:<18}{exercise.number:>3}. {exercise.title}")
+        return 0
+    if args.action == "start":
+        path, written = exercises.start(args.name, args.dir)
+        exercise = exercises.get(args.name)
+        if not exercise.functions:
+            print(f"The {exercise.name} exercise has no file of its own: it uses the files "
+                  f"in {args.dir}/. Run: minifcn exercises check {exercise.name}")
+        elif written:
+            print(f"Wrote {path}: fill in {', '.join(exercise.functions)}, then run:\n"
+                  f"  minifcn exercises check {exercise.name}"
+                  + ("" if args.dir == "my_minifcn" else f" --dir {args.dir}"))
+        else:
+            print(f"{path} already exists; it was left as it is. To start over, delete or "
+                  f"rename it first.")
+        return 0
+    if args.action == "check":
+        report = exercises.check(args.name, args.dir)
+        print(report.text())
+        return 0 if report.passed else 1
+    rows = exercises.status(args.dir)
+    width = max(len(exercise.name) for exercise, _, _ in rows)
+    print(f"{'exercise':<{width + 6}}{'state':<14}detail")
+    for exercise, state, detail in rows:
+        print(f"{exercise.number:>2}. {exercise.name:<{width + 2}}{state:<14}{detail}")
+    done = sum(state == "done" for _, state, _ in rows)
+    print(f"\n{done} of {len(rows)} done.")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from .train import TrainingDiverged
 
-    command = {"train": _train, "evaluate": _evaluate, "predict": _predict}[args.command]
+    command = {"train": _train, "evaluate": _evaluate, "predict": _predict,
+               "exercises": _exercises}[args.command]
     try:
-        command(args)
+        status = command(args)
     except (*USER_ERRORS, TrainingDiverged) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"minifcn {args.command}: error: {message}", file=sys.stderr)
@@ -153,4 +212,4 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"minifcn {args.command}: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return status or 0

@@ -10,7 +10,7 @@ device arrays, converting device arrays to host ones implicitly, and treating a 
 result (a 0-d device array) as a Python number.
 
 Without a GPU (as on the machines minifcn is developed on) the GPU is played by the strict
-CuPy stand-in the test suite uses (``tests/strict_cupy.py``): NumPy arrays in a wrapper that
+CuPy stand-in the tests use (``minifcn.testing.strict_cupy``): NumPy arrays in a wrapper that
 refuses what CuPy refuses. With ``--device gpu`` on a machine with CuPy and an NVIDIA GPU, the
 real CuPy plays it and the lesson also times a training step on both devices.
 
@@ -22,9 +22,7 @@ Run: python lessons/12_gpu.py [--quick] [--out DIR] [--device gpu]
 import contextlib
 import inspect
 import os
-import sys
 import time
-from pathlib import Path
 
 # One BLAS thread, set before NumPy loads: on a busy shared machine a second thread waits
 # for a free core at every matrix product (see lesson 01).
@@ -40,8 +38,6 @@ from minifcn.optim import Adam
 
 lesson = course.start(__doc__)
 
-# lessons/ sits beside tests/, where the strict CuPy stand-in lives.
-TESTS_DIR = Path(__file__).resolve().parent.parent / "tests"
 WIDTHS = (4, 8, 8, 8, 8) if lesson.quick else (8, 16, 32, 32, 64)
 BATCH, SIZE, CLASSES = 2, 64, 4
 # The comparisons run in float64, so that they test the code and not the rounding: a GPU
@@ -56,8 +52,7 @@ def gpu_array_module():
     if lesson.device == "gpu":
         yield lesson.xp
         return
-    sys.path.insert(0, str(TESTS_DIR))
-    import strict_cupy
+    from minifcn.testing import strict_cupy
 
     # Inside the block "gpu" means the stand-in, and its arrays count as "gpu" arrays
     # (CuPy's own arrays are recognised on sight).

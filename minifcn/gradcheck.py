@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from .backend import Generator, get_array_module
 
-__all__ = ["GradCheckReport", "gradcheck", "gradcheck_module"]
+__all__ = ["ArrayCheck", "GradCheckReport", "gradcheck", "gradcheck_module"]
 
 # Directional checks: two slopes (steps h and h/2) that differ by more than this, relative,
 # reveal a kink inside the step; the step is then halved, up to KINK_HALVINGS times.
@@ -37,11 +37,32 @@ KINK_HALVINGS = 6
 
 
 @dataclass
+class ArrayCheck:
+    """The check of one array: its worst entry (or direction) and every value compared.
+
+    ``index`` is the entry's index (a tuple) or, with ``directions``, the direction's number;
+    ``analytic``/``numerical`` are the two values there. ``analytic_values`` and
+    ``numerical_values`` hold every compared pair in order (entries in C order, or
+    directions), for diagnosing *how* a gradient is wrong (zero, scaled, permuted).
+    """
+
+    error: float = 0.0
+    where: str = ""
+    index: tuple[int, ...] | int | None = None
+    analytic: float = 0.0
+    numerical: float = 0.0
+    directional: bool = False
+    analytic_values: list[float] = field(default_factory=list)
+    numerical_values: list[float] = field(default_factory=list)
+
+
+@dataclass
 class GradCheckReport:
     """The outcome of a gradient check.
 
     ``max_error`` is the worst relative error found, ``where`` names the array and entry (or
-    direction) it came from, and ``errors`` holds the worst error of each checked array.
+    direction) it came from, ``errors`` holds the worst error of each checked array and
+    ``arrays`` the details of each (:class:`ArrayCheck`).
     """
 
     max_error: float = 0.0
@@ -50,6 +71,7 @@ class GradCheckReport:
     analytic: float = 0.0
     numerical: float = 0.0
     kinks_avoided: int = 0
+    arrays: dict[str, ArrayCheck] = field(default_factory=dict)
 
     def __str__(self) -> str:
         per_array = ", ".join(f"{name}: {err:.2e}" for name, err in self.errors.items())
@@ -108,7 +130,7 @@ def gradcheck(objective: Callable[[], float], arrays: dict, grads: dict, *, eps:
                 array[index] = original - eps
                 minus = objective()
                 array[index] = original
-                entries.append((f"{name}{list(index)}", float(grad[index]),
+                entries.append((f"{name}{list(index)}", index, float(grad[index]),
                                 (plus - minus) / (2 * eps), 1e-3 * scale))
         else:
             # A random unit direction v sees about |grad| / sqrt(n) of the gradient; relative
@@ -130,15 +152,22 @@ def gradcheck(objective: Callable[[], float], arrays: dict, grads: dict, *, eps:
                         break
                     report.kinks_avoided += 1
                     step, numerical = step / 2, finer
-                entries.append((f"{name} along random direction {k}",
+                entries.append((f"{name} along random direction {k}", k,
                                 float((grad * v).sum()), numerical, typical))
-        for where, analytic, numerical, floor in entries:
+        check = ArrayCheck(directional=directions is not None)
+        for where, index, analytic, numerical, floor in entries:
             error = _relative_error(analytic, numerical, floor)
+            check.analytic_values.append(analytic)
+            check.numerical_values.append(numerical)
+            if check.index is None or error > check.error:
+                check.error, check.where, check.index = error, where, index
+                check.analytic, check.numerical = analytic, numerical
             worst = max(worst, error)
             if error >= report.max_error:
                 report.max_error, report.where = error, where
                 report.analytic, report.numerical = analytic, numerical
         report.errors[name] = worst
+        report.arrays[name] = check
     return report
 
 

@@ -1,9 +1,12 @@
-"""Shared test set-up: one backend fixture for every array library, hypothesis profiles.
+"""minifcn's own test set-up, on top of its pytest plugin (minifcn.testing.plugin).
 
-Every layer test takes the ``bk`` fixture and runs once per backend:
+The plugin (installed with minifcn, entry point ``pytest11``) gives the ``xp`` fixture, which
+runs a test once per array library, and the hypothesis profiles. Every layer test here takes
+``bk``, a thin wrapper over ``xp`` that also names the device and converts arrays:
 - ``numpy``: the CPU path;
-- ``strict``: the strict CuPy stand-in (``tests/strict_cupy.py``) posing as the GPU, which
-  fails where CuPy fails (implicit host conversion, host/device mixing, NumPy-only names);
+- ``strict``: the strict CuPy stand-in (``minifcn/testing/strict_cupy.py``) posing as the GPU,
+  which fails where CuPy fails (implicit host conversion, host/device mixing, NumPy-only
+  names);
 - ``cupy``: real CuPy, added only where ``cupy.is_available()``.
 """
 
@@ -20,34 +23,18 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-import strict_cupy
-from hypothesis import HealthCheck, settings
 
 from minifcn import backend
+from minifcn.testing import strict_cupy
 
-_common = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                     HealthCheck.too_slow])
-settings.register_profile("dev", max_examples=20, **_common)
-settings.register_profile("ci", max_examples=20, derandomize=True, print_blob=True, **_common)
-settings.register_profile("thorough", max_examples=300, **_common)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
-
-backend.register_array_module(strict_cupy.ndarray, strict_cupy, "gpu")
+# pytester runs small user projects through the plugin (tests/test_testing.py)
+pytest_plugins = ["pytester"]
 
 
-def _real_cupy():
-    try:
-        import cupy
-    except ImportError:
-        return None
-    try:
-        return cupy if cupy.is_available() else None
-    except Exception:
-        return None
-
-
-_CUPY = _real_cupy()
-BACKEND_NAMES = ["numpy", "strict"] + (["cupy"] if _CUPY is not None else [])
+def pytest_configure(config):
+    if not config.pluginmanager.has_plugin("minifcn"):
+        raise pytest.UsageError("minifcn's pytest plugin is not registered: install minifcn "
+                                "with its entry points, pip install -e \".[test]\"")
 
 
 @dataclass
@@ -70,15 +57,12 @@ class Backend:
         return backend.is_array(array) and backend.get_array_module(array) is self.xp
 
 
-@pytest.fixture(params=BACKEND_NAMES)
-def bk(request):
-    if request.param == "numpy":
-        yield Backend("numpy", np, "cpu")
-    elif request.param == "strict":
-        with backend.use_gpu_module(strict_cupy):
-            yield Backend("strict", strict_cupy, "gpu")
-    else:
-        yield Backend("cupy", _CUPY, "gpu")
+@pytest.fixture
+def bk(xp):
+    """The plugin's ``xp`` (numpy / strict / cupy) as a :class:`Backend`."""
+    if xp is np:
+        return Backend("numpy", np, "cpu")
+    return Backend("strict" if xp is strict_cupy else "cupy", xp, "gpu")
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ import sys
 
 import numpy as np
 import pytest
-import strict_cupy as scp
 
 from minifcn import backend
+from minifcn.testing import strict_cupy as scp
 
 
 @pytest.fixture(autouse=True)

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import strict_cupy
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import ConvConfig, conv_configs, seeds, transposed_configs
 
 from minifcn import backend
 from minifcn.functional import conv as F
@@ -22,6 +20,8 @@ from minifcn.functional.im2col import (
 )
 from minifcn.gradcheck import gradcheck_module
 from minifcn.nn import Conv2d, ConvTranspose2d
+from minifcn.testing import strict_cupy
+from minifcn.testing.strategies import ConvConfig, conv_configs, seeds, transposed_configs
 
 # The finite-difference step of the gradient checks. Convolutions are linear in x and in the
 # weight, so central differences have no truncation error whatever the step; only rounding

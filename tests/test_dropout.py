@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import given
-from strategies import seeds
 
 from minifcn import backend
 from minifcn.functional.dropout import dropout2d_forward, dropout_backward, dropout_forward
 from minifcn.gradcheck import gradcheck_module
 from minifcn.nn.dropout import Dropout, Dropout2d
+from minifcn.testing.strategies import seeds
 
 
 def nonzero_input(rng, shape, dtype="float32"):

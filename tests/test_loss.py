@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import strict_cupy
 
 from minifcn.functional.loss import log_softmax, softmax
 from minifcn.gradcheck import gradcheck_module
 from minifcn.nn.loss import CrossEntropyLoss
+from minifcn.testing import strict_cupy
 
 REDUCTIONS = ["mean", "sum", "none"]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import strict_cupy
 
 from minifcn.gradcheck import gradcheck_module
 from minifcn.nn.merge import Add, Concat, Crop
+from minifcn.testing import strict_cupy
 
 
 def as_tuple(grads):

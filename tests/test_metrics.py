@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import seeds
 
 from minifcn.metrics import ConfusionMatrix
+from minifcn.testing.strategies import seeds
 
 VOID = 255
 

@@ -185,7 +185,7 @@ def test_misaligned_maps_cannot_be_cropped_into_place():
 
 
 def test_model_moves_to_the_stand_in_and_gives_the_same_logits(rng):
-    import strict_cupy
+    from minifcn.testing import strict_cupy
 
     model = tiny_model("unet").eval()
     x = rng.standard_normal((1, 3, 32, 32))

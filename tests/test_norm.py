@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import given
-from strategies import nchw_shapes, seeds
 
 from minifcn import backend
 from minifcn.functional.norm import batch_norm_forward
 from minifcn.gradcheck import gradcheck_module
 from minifcn.nn.norm import BatchNorm2d
+from minifcn.testing.strategies import nchw_shapes, seeds
 
 # (affine, bias, track_running_stats): every combination PyTorch 2.13 accepts
 # (bias=False only means something with affine=True).

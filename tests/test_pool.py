@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import strict_cupy
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import PoolConfig, dilated_pool_configs, pool_configs, seeds
 
 from minifcn.functional.pool import (
     avg_pool2d_backward,
@@ -23,6 +21,8 @@ from minifcn.functional.pool import (
 )
 from minifcn.gradcheck import gradcheck_module
 from minifcn.nn.pool import AvgPool2d, MaxPool2d, MaxUnpool2d
+from minifcn.testing import strict_cupy
+from minifcn.testing.strategies import PoolConfig, dilated_pool_configs, pool_configs, seeds
 
 
 def tied_values(rng, shape) -> np.ndarray:

@@ -1,8 +1,13 @@
-"""Only minifcn/backend.py may import NumPy or CuPy.
+"""Only minifcn/backend.py may import NumPy or CuPy, with one named exception.
 
 Every other module gets its array module from the backend (``xp = get_array_module(x)``, or
 ``np`` from ``minifcn.backend`` for host-side code), which is what keeps the layers runnable on
 both devices. A direct ``import numpy`` is how ``np.zeros`` creeps into GPU code paths.
+
+The exception is ``minifcn/testing/strict_cupy.py``, the strict CuPy stand-in: it *is* an
+array library (a fake ``cupy`` whose arrays wrap NumPy's), so it has to import NumPy, and it
+is test tooling that no layer computes with. The rest of ``minifcn/testing`` (the assertions,
+the strategies, the pytest plugin) keeps the rule like any other module.
 """
 
 import ast
@@ -11,7 +16,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "minifcn"
-ALLOWED = {PACKAGE / "backend.py"}
+ALLOWED = {PACKAGE / "backend.py", PACKAGE / "testing" / "strict_cupy.py"}
 ARRAY_LIBRARIES = {"numpy", "cupy", "cupyx", "cupy_backends"}
 
 
@@ -44,9 +49,18 @@ def test_only_the_backend_imports_numpy_or_cupy():
     offending = [f"{path.relative_to(PACKAGE.parent)}:{line}: imports {module}"
                  for path in files if path not in ALLOWED
                  for line, module in imported_array_libraries(path.read_text(), str(path))]
-    assert not offending, ("only minifcn/backend.py may import numpy/cupy; take `np` or "
+    assert not offending, ("only minifcn/backend.py (and the CuPy stand-in "
+                           "minifcn/testing/strict_cupy.py) may import numpy/cupy; take `np` or "
                            "`get_array_module` from minifcn.backend instead:\n"
                            + "\n".join(offending))
+
+
+def test_the_one_exception_is_the_stand_in_and_the_rest_of_testing_keeps_the_rule():
+    assert ALLOWED == {PACKAGE / "backend.py", PACKAGE / "testing" / "strict_cupy.py"}
+    testing = sorted((PACKAGE / "testing").glob("*.py"))
+    assert PACKAGE / "testing" / "assertions.py" in testing
+    assert imported_array_libraries((PACKAGE / "testing" / "strict_cupy.py").read_text(),
+                                    "strict_cupy.py"), "the stand-in no longer imports NumPy?"
 
 
 @pytest.mark.parametrize("source", [

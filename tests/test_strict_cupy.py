@@ -9,13 +9,14 @@ import copy
 import json
 import operator
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
-import strict_cupy as scp
 
-NAMES = json.loads((Path(__file__).with_name("cupy_names.json")).read_text())
+from minifcn.testing import strict_cupy as scp
+
+# The frozen CuPy facts, package data beside the stand-in (minifcn/testing/cupy_names.json).
+NAMES = json.loads(scp._NAMES_FILE.read_text())
 IMPLICIT = "Implicit conversion to a NumPy array is not allowed"
 UNSUPPORTED = "Unsupported type <class 'numpy.ndarray'>"
 
@@ -687,6 +688,6 @@ def test_frozen_names_match_the_installed_cupy():
     changed = sorted(name for name, params in NAMES["signatures"].items()
                      if fresh["signatures"].get(name) != params)
     assert not changed, (f"signatures changed in CuPy {cupy.__version__}: {changed}; "
-                         f"regenerate with `python tests/strict_cupy.py`")
+                         f"regenerate with `python -m minifcn.testing.strict_cupy`")
     if fresh["cupy_version"] == NAMES["cupy_version"]:
-        assert fresh == NAMES, "regenerate with `python tests/strict_cupy.py`"
+        assert fresh == NAMES, "regenerate with `python -m minifcn.testing.strict_cupy`"

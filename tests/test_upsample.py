@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import given
-from strategies import UPSAMPLE_MODES, seeds, upsample_configs
 
 from minifcn.gradcheck import gradcheck_module
 from minifcn.nn.upsample import Upsample, UpsamplingBilinear2d, UpsamplingNearest2d
+from minifcn.testing.strategies import UPSAMPLE_MODES, seeds, upsample_configs
 
 MODES = UPSAMPLE_MODES
 

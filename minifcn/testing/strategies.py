@@ -1,11 +1,54 @@
-"""Hypothesis strategies shared by the test modules: layer geometries that PyTorch accepts."""
+"""Hypothesis strategies for layer tests: configurations PyTorch accepts, and their inputs.
+
+Every configuration drawn here is one PyTorch 2.13 accepts (and minifcn too), so a failure is
+the layer's, never the strategy's. Arrays are drawn on the host (NumPy); move them to the
+backend under test with ``xp.asarray``.
+
+- geometries: :func:`conv_configs`, :func:`transposed_configs` (:class:`ConvConfig`),
+  :func:`pool_configs` (``overlapping=True``: stride < kernel), :func:`dilated_pool_configs`
+  (:class:`PoolConfig`), :func:`batch_norm_configs` (:class:`BatchNormConfig`),
+  :func:`upsample_configs`, :func:`loss_configs` (:class:`LossConfig`, with ignored pixels);
+- shapes and inputs: :func:`nchw_shapes`, :func:`arrays` (``distinct=True``: no two values
+  equal, so a max is never ambiguous; ``tied=True``: small integers, so windows tie),
+  :func:`tied_arrays`, ``seeds``.
+
+Needs hypothesis: ``pip install "minifcn[test]"``.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 from dataclasses import dataclass
 
-from hypothesis import strategies as st
+try:
+    from hypothesis import strategies as st
+    from hypothesis.extra import numpy as hnp
+except ImportError as error:  # pragma: no cover - depends on the environment
+    raise ImportError('minifcn.testing.strategies needs hypothesis, which is not installed: '
+                      'pip install "minifcn[test]" (or pip install hypothesis)') from error
+
+from ..backend import np
+
+__all__ = [
+    "UPSAMPLE_MODES",
+    "BatchNormConfig",
+    "ConvConfig",
+    "LossConfig",
+    "PoolConfig",
+    "arrays",
+    "batch_norm_configs",
+    "conv_configs",
+    "dilated_pool_configs",
+    "loss_configs",
+    "nchw_shapes",
+    "pool_configs",
+    "seeds",
+    "tied_arrays",
+    "transposed_configs",
+    "upsample_configs",
+]
 
 seeds = st.integers(0, 2**32 - 1)
 
@@ -85,10 +128,20 @@ class PoolConfig:
 
 
 @st.composite
-def pool_configs(draw, max_extra: int = 6) -> PoolConfig:
-    """Kernel 1-5, stride 1-3, padding at most half the kernel (PyTorch's rule), ceil_mode."""
-    kernel = draw(_pair(st.integers(1, 5)))
-    stride = draw(_pair(st.integers(1, 3)))
+def pool_configs(draw, max_extra: int = 6, overlapping: bool = False) -> PoolConfig:
+    """Kernel 1-5, stride 1-3, padding at most half the kernel (PyTorch's rule), ceil_mode;
+    kernel and stride drawn per axis (non-square windows).
+
+    ``overlapping=True`` makes neighbouring windows overlap along both axes: kernel 2-5 and
+    stride 1 to kernel - 1 per axis (where a max-pool backward must *add* the shares of the
+    windows that share a pixel).
+    """
+    if overlapping:
+        kernel = draw(_pair(st.integers(2, 5)))
+        stride = (draw(st.integers(1, kernel[0] - 1)), draw(st.integers(1, kernel[1] - 1)))
+    else:
+        kernel = draw(_pair(st.integers(1, 5)))
+        stride = draw(_pair(st.integers(1, 3)))
     padding = (draw(st.integers(0, kernel[0] // 2)), draw(st.integers(0, kernel[1] // 2)))
     size = tuple(draw(st.integers(max(1, k - 2 * p), max(1, k - 2 * p) + max_extra))
                  for k, p in zip(kernel, padding, strict=True))
@@ -159,3 +212,128 @@ def upsample_configs(draw):
                            st.floats(0.5, 4.0).map(lambda f: round(f, 2)))
         kwargs["scale_factor"] = tuple(max(draw(factor), 1.0 / n) for n in shape[2:])
     return shape, kwargs
+
+
+@dataclass(frozen=True)
+class BatchNormConfig:
+    """One ``BatchNorm2d`` problem: the input shape (at least three values per channel) and
+    the layer's keyword arguments (``num_features`` is ``shape[1]``)."""
+
+    shape: tuple[int, int, int, int]
+    eps: float
+    momentum: float | None
+    affine: bool
+    track_running_stats: bool
+
+    @property
+    def num_features(self) -> int:
+        return self.shape[1]
+
+    @property
+    def kwargs(self) -> dict:
+        """``BatchNorm2d(config.num_features, **config.kwargs)``, in minifcn and PyTorch."""
+        return dict(eps=self.eps, momentum=self.momentum, affine=self.affine,
+                    track_running_stats=self.track_running_stats)
+
+
+@st.composite
+def batch_norm_configs(draw, max_size: int = 4) -> BatchNormConfig:
+    """A shape from :func:`nchw_shapes`, eps 1e-6 to 0.1 (often PyTorch's 1e-5), momentum in
+    [0, 1] or None (the cumulative average), affine and track_running_stats either way."""
+    return BatchNormConfig(
+        shape=draw(nchw_shapes(max_size=max_size)),
+        eps=draw(st.one_of(st.just(1e-5), st.floats(1e-6, 0.1))),
+        momentum=draw(st.one_of(st.none(), st.just(0.1), st.floats(0.0, 1.0))),
+        affine=draw(st.booleans()),
+        track_running_stats=draw(st.booleans()),
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class LossConfig:
+    """One cross-entropy problem (``F.cross_entropy`` / ``CrossEntropyLoss``).
+
+    ``target`` is a host int64 array, (N, H, W) for logits (N, C, H, W) or (N,) for (N, C),
+    holding classes in [0, C) and ``ignore_index`` at the ignored pixels; at least one pixel
+    is not ignored (so a ``"mean"`` is finite) and, when there are two or more, at least one
+    is. ``weight`` is None or C positive per-class weights.
+    """
+
+    logits_shape: tuple[int, ...]
+    target: object
+    ignore_index: int
+    weight: tuple[float, ...] | None
+    label_smoothing: float
+    reduction: str
+
+    @property
+    def num_classes(self) -> int:
+        return self.logits_shape[1]
+
+    @property
+    def kwargs(self) -> dict:
+        """The keyword arguments besides ``weight`` (an array on the backend under test)."""
+        return dict(ignore_index=self.ignore_index, reduction=self.reduction,
+                    label_smoothing=self.label_smoothing)
+
+
+@st.composite
+def loss_configs(draw, max_size: int = 5) -> LossConfig:
+    """Logits (N, C, H, W) or (N, C) with N 1-3, C 2-5, H and W 1-``max_size``; targets with
+    some pixels ignored (ignore_index 255 as in VOC, or PyTorch's default -100); optional class
+    weights; label_smoothing 0 or in [0, 1]; reduction mean, sum or none."""
+    batch, classes = draw(st.integers(1, 3)), draw(st.integers(2, 5))
+    spatial = draw(st.one_of(st.just(()), _pair(st.integers(1, max_size))))
+    target_shape = (batch, *spatial)
+    ignore_index = draw(st.sampled_from([255, -100]))
+    target = draw(hnp.arrays(np.int64, target_shape, elements=st.integers(0, classes - 1)))
+    ignored = draw(hnp.arrays(np.bool_, target_shape))
+    if ignored.all():
+        ignored.flat[0] = False
+    if target.size >= 2 and not ignored.any():
+        ignored.flat[-1] = True
+    target[ignored] = ignore_index
+    weight = draw(st.one_of(st.none(), st.tuples(*[st.floats(0.1, 3.0)] * classes)))
+    return LossConfig(
+        logits_shape=(batch, classes, *spatial),
+        target=target,
+        ignore_index=ignore_index,
+        weight=weight,
+        label_smoothing=draw(st.one_of(st.just(0.0), st.floats(0.0, 1.0))),
+        reduction=draw(st.sampled_from(["mean", "sum", "none"])),
+    )
+
+
+@st.composite
+def arrays(draw, shape, dtype="float64", distinct: bool = False, tied: bool = False,
+           elements=None):
+    """A host array of ``shape`` (a tuple, or a strategy that draws one) and ``dtype``.
+
+    - default: floats in [-3, 3] (hypothesis's choice of values: zeros, repeats, extremes);
+    - ``elements``: a strategy for the values instead;
+    - ``distinct=True``: a random permutation of ``size`` evenly spaced values in (-3, 3), so
+      no two entries are equal, nor closer than ``6 / size``: a max-pool window's maximum is
+      never ambiguous, and a finite-difference step of 1e-6 never changes which entry wins;
+    - ``tied=True``: the small integers 0, 1, 2, so that most pooling windows hold ties (to
+      test which maximum wins).
+    """
+    if distinct + tied + (elements is not None) > 1:
+        raise ValueError("arrays: choose at most one of distinct=True, tied=True, elements=")
+    if isinstance(shape, st.SearchStrategy):
+        shape = draw(shape)
+    shape = tuple(int(n) for n in shape)
+    dtype = np.dtype(dtype)
+    if distinct:
+        size = math.prod(shape)
+        order = np.random.default_rng(draw(seeds)).permutation(size)
+        return ((order + 0.5) * (6.0 / max(size, 1)) - 3.0).astype(dtype).reshape(shape)
+    if tied:
+        elements = st.integers(0, 2)
+    elif elements is None:
+        elements = (st.floats(-3.0, 3.0, width=8 * dtype.itemsize, allow_subnormal=False)
+                    if dtype.kind == "f" else st.integers(-3, 3))
+    return draw(hnp.arrays(dtype, shape, elements=elements))
+
+
+tied_arrays = functools.partial(arrays, tied=True)
+tied_arrays.__doc__ = "``arrays(shape, dtype, tied=True)``: values 0, 1, 2, so windows tie."

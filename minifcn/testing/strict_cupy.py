@@ -1,4 +1,4 @@
-"""A strict CuPy stand-in for the tests: NumPy arrays that fail where CuPy fails.
+"""A strict CuPy stand-in for tests: NumPy arrays that fail where CuPy fails.
 
 The developers' machines and CI have no NVIDIA GPU, so CuPy itself cannot run there (it
 imports, but creating an array raises). Layer code is meant to be backend-neutral
@@ -7,7 +7,7 @@ that neutrality pass unnoticed on NumPy. This module is an array namespace shape
 whose arrays wrap NumPy arrays and refuse what CuPy refuses, so running a layer on it on the CPU
 shows whether it would run on a GPU::
 
-    import strict_cupy as scp
+    from minifcn.testing import strict_cupy as scp
     a = scp.asarray(np.ones((2, 3), np.float32))   # the explicit host -> device copy
     b = scp.matmul(a, a.T)                         # a scp.ndarray wrapping a NumPy array
     b.get()                                        # the explicit device -> host copy
@@ -44,8 +44,17 @@ through: out-of-bounds fancy indices wrap silently on CuPy but raise here, and w
 duplicate-index assignment is undefined on CuPy.
 
 Every public attribute of this module is part of the fake ``cupy`` namespace, so imports and
-helpers are private; ``python tests/strict_cupy.py`` rewrites ``cupy_names.json`` from an
-installed CuPy (which imports without a GPU).
+helpers are private; ``python -m minifcn.testing.strict_cupy`` rewrites ``cupy_names.json``
+(package data beside this file) from an installed CuPy (which imports without a GPU).
+
+This is the one module of minifcn besides ``backend.py`` that imports NumPy: a stand-in for
+CuPy has to wrap NumPy's arrays and call NumPy's functions. It is test tooling, never on a
+layer's compute path. The ``xp`` fixture of minifcn's pytest plugin
+(:mod:`minifcn.testing.plugin`) runs a test on it.
+
+PYTEST_DONT_REWRITE: pytest rewrites the asserts of a plugin's package, which would add its
+helper names to this module's namespace; the marker (these two words, anywhere in the module
+docstring) keeps the namespace CuPy's.
 """
 
 import functools as _functools

@@ -60,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--out", default=defaults.out, metavar="DIR")
     train.add_argument("--resume", default=None, metavar="CKPT")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument("--layers", default=None, metavar="DIR",
+                       help="the capstone: use your exercise files in DIR (e.g. my_minifcn/) "
+                            "wherever they implement a layer, minifcn's elsewhere")
 
     evaluate = commands.add_parser("evaluate", help="metrics of a checkpoint")
     evaluate.add_argument("--checkpoint", required=True, metavar="CKPT")
@@ -101,7 +104,7 @@ def _train(args) -> None:
                          train_size=args.train_size, val_size=args.val_size, data=args.data,
                          seed=args.seed, device=args.device, out=args.out,
                          upsample=args.upsample, class_weights=args.class_weights,
-                         flip=not args.no_flip)
+                         flip=not args.no_flip, layers=args.layers)
     train(config, resume=args.resume, progress=not args.quiet)
 
 

@@ -62,6 +62,7 @@ class TrainConfig:
     flip: bool = True
     num_classes: int = 0  # 0 until the data says how many
     model_options: dict = field(default_factory=dict)
+    layers: str | None = None  # a folder of exercise files whose layers replace minifcn's
 
     def validate(self) -> None:
         if self.model not in MODELS:
@@ -79,6 +80,9 @@ class TrainConfig:
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"unknown optimizer {self.optimizer!r}: expected adam or sgd")
         backend.array_module(self.device)  # a clear error when the GPU is not there
+        if self.layers is not None and not os.path.isdir(self.layers):
+            raise ValueError(f"--layers: {self.layers} is not a folder; it should hold your "
+                             f"exercise files (minifcn exercises start NAME writes them there)")
 
 
 def _datasets(config: TrainConfig):
@@ -184,6 +188,8 @@ def train(config: TrainConfig, resume: str | None = None, progress: bool = True,
         host_weight = median_frequency_weights(masks, num_classes, train_set.ignore_index)
         weight = backend.to_device(host_weight.astype("float32"), config.device)
     criterion = CrossEntropyLoss(weight=weight, ignore_index=train_set.ignore_index)
+    if config.layers is not None:
+        criterion = _use_learner_layers(config, model, criterion, log)
 
     rows = []
     if state is not None:
@@ -226,6 +232,23 @@ def train(config: TrainConfig, resume: str | None = None, progress: bool = True,
 
     _figures(config, model, val_set, rows, log)
     return rows[-1] if rows else {}
+
+
+def _use_learner_layers(config: TrainConfig, model, criterion, log):
+    """The capstone: the learner's functions inside the model's layers (and the loss)."""
+    from .exercises.capstone import load_layers, use_layers
+    from .exercises.tasks.capstone import layer_table
+
+    layers = load_layers(config.layers)
+    rows = use_layers(model, layers)
+    log(f"layers from {config.layers}:")
+    for exercise, source in layers.sources.items():
+        log(f"  {exercise:<18}{source}")
+    criterion = layers.criterion(criterion)
+    loss_source = "yours" if layers.has("cross_entropy") else "minifcn's"
+    log(f"  {'the loss':<18}{loss_source}")
+    log("the model's layers:\n" + layer_table(rows))
+    return criterion
 
 
 def _train_epoch(model, criterion, optimizer, scheduler, batches, config, epoch: int,

@@ -37,7 +37,7 @@ from minifcn.data import Shapes
 from minifcn.functional.conv import conv2d_naive
 from minifcn.functional.im2col import im2col
 
-lesson = course.start(__doc__)
+lesson = course.start(__doc__, exercises=["conv2d_naive", "im2col", "conv2d"])
 xp = lesson.xp
 host = np.random.default_rng(0)  # every random input of this lesson comes from here
 

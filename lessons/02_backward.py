@@ -40,7 +40,7 @@ from minifcn.functional.conv import (
 from minifcn.functional.im2col import col2im, im2col
 from minifcn.gradcheck import gradcheck, gradcheck_module
 
-lesson = course.start(__doc__)
+lesson = course.start(__doc__, exercises=["relu", "conv2d"])
 xp = lesson.xp
 host = np.random.default_rng(0)  # every random input of this lesson comes from here
 # A right backward agrees with float64 finite differences to about 1e-6 relative or better

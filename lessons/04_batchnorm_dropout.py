@@ -36,7 +36,7 @@ from minifcn.data import DataLoader, Shapes
 from minifcn.optim import Adam
 from minifcn.train import evaluate
 
-lesson = course.start(__doc__)
+lesson = course.start(__doc__, exercises=["batch_norm", "dropout"])
 xp = lesson.xp
 host = np.random.default_rng(0)  # every random input of this lesson comes from here
 

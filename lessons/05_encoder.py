@@ -41,7 +41,7 @@ from minifcn.data import PALETTE, Shapes, colorize
 from minifcn.models import MODELS, Encoder, build_model, summary
 from minifcn.models.geometry import Geometry, chain_geometry, crop_offset
 
-lesson = course.start(__doc__)
+lesson = course.start(__doc__, exercises=["cross_entropy"])
 host = np.random.default_rng(0)  # every random input of this lesson comes from here
 SIZE = 64
 

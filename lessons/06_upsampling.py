@@ -43,7 +43,7 @@ from minifcn.functional.conv import conv_transpose2d_naive
 from minifcn.metrics import ConfusionMatrix
 from minifcn.nn import init
 
-lesson = course.start(__doc__)
+lesson = course.start(__doc__, exercises=["conv_transpose2d", "upsample"])
 xp = lesson.xp
 host = np.random.default_rng(0)  # every random input of this lesson comes from here
 

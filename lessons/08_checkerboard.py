@@ -41,7 +41,7 @@ from minifcn.models.common import transposed_padding
 from minifcn.nn import CrossEntropyLoss
 from minifcn.optim import Adam
 
-lesson = course.start(__doc__)
+lesson = course.start(__doc__, exercises=["conv_transpose2d"])
 xp = lesson.xp
 host = np.random.default_rng(0)  # every random input of this lesson comes from here
 

@@ -1,6 +1,6 @@
 """What every lesson in ``lessons/`` shares: its command line, output folder and device.
 
-    lesson = course.start(__doc__)        # parses --quick, --out, --device; seeds everything
+    lesson = course.start(__doc__, exercises=["conv2d"])  # parses --quick, --out, --device
     lesson.say("...")                     # narrative, wrapped to the terminal
     path = lesson.figure("overlap.png")   # where to save a figure (and it is announced)
 
@@ -35,6 +35,7 @@ class Lesson:
     xp: object
     started: float = field(default_factory=time.perf_counter)
     figures: list[str] = field(default_factory=list)
+    exercises: tuple[str, ...] = ()
 
     def say(self, text: str = "") -> None:
         """Print a paragraph of narrative (dedented and wrapped)."""
@@ -62,10 +63,20 @@ class Lesson:
         elapsed = time.perf_counter() - self.started
         print(f"\n{self.name}: every check passed in {elapsed:.1f} s"
               + (f"; figures in {self.out}/" if self.figures else ""))
+        if self.exercises:
+            first, *others = self.exercises
+            print(f"\nNow build it yourself: minifcn exercises start {first}, fill it in, "
+                  f"then minifcn exercises check {first}"
+                  + (f" (and after it: {', '.join(others)})" if others else "") + ".")
 
 
-def start(doc: str, argv: list[str] | None = None, seed: int = 0) -> Lesson:
-    """Parse the lesson's command line, seed minifcn, and print the lesson's title."""
+def start(doc: str, argv: list[str] | None = None, seed: int = 0,
+          exercises: tuple[str, ...] | list[str] = ()) -> Lesson:
+    """Parse the lesson's command line, seed minifcn, and print the lesson's title.
+
+    ``exercises`` names the exercises (``minifcn exercises list``) in which a learner
+    writes what this lesson teaches; the lesson's last lines point to them.
+    """
     main = sys.modules.get("__main__")
     script = os.path.splitext(os.path.basename(getattr(main, "__file__", "lesson") or
                                                "lesson"))[0]
@@ -84,7 +95,7 @@ def start(doc: str, argv: list[str] | None = None, seed: int = 0) -> Lesson:
     backend.manual_seed(seed)
     lesson = Lesson(name=script, quick=args.quick,
                     out=args.out or os.path.join(DEFAULT_OUTPUT, script),
-                    device=args.device, xp=xp)
+                    device=args.device, xp=xp, exercises=tuple(exercises))
     print(doc.strip().splitlines()[0])
     print("=" * len(doc.strip().splitlines()[0]))
     if lesson.quick:

@@ -46,3 +46,32 @@ def test_lesson_docstring_says_what_it_teaches_and_how_to_run_it(lesson):
     docstring = source.split('"""')[1]
     assert docstring.strip().startswith(f"Lesson {lesson.name[:2]}")
     assert f"lessons/{lesson.name}" in docstring, "the docstring should say how to run it"
+
+
+def _exercises_named(lesson: Path) -> list[str]:
+    found = re.search(r"course\.start\(__doc__, exercises=\[([^\]]*)\]", lesson.read_text())
+    return re.findall(r'"(\w+)"', found.group(1)) if found else []
+
+
+def test_lessons_point_to_the_exercises_that_build_what_they_teach():
+    """Each named exercise exists, and every exercise is pointed to by some lesson."""
+    from minifcn import exercises
+
+    named = {name: lesson.name for lesson in LESSONS for name in _exercises_named(lesson)}
+    unknown = sorted(set(named) - set(exercises.names()))
+    assert not unknown, f"lessons name exercises that do not exist: {unknown}"
+    orphans = sorted(set(exercises.names()) - set(named))
+    assert not orphans, f"no lesson points to the exercises {orphans}"
+    readme = (LESSONS_DIR / "README.md").read_text()
+    for name in exercises.names():
+        assert f"`{name}`" in readme, f"lessons/README.md does not list the exercise {name}"
+
+
+def test_a_lesson_ends_by_pointing_to_its_exercise(tmp_path):
+    lesson = LESSONS_DIR / "11_metrics.py"
+    result = subprocess.run([sys.executable, str(lesson), "--quick", "--out", str(tmp_path)],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=180,
+                            env={**os.environ, "MPLBACKEND": "Agg"})
+    assert result.returncode == 0, result.stderr
+    assert ("Now build it yourself: minifcn exercises start metrics, fill it in, then "
+            "minifcn exercises check metrics.") in result.stdout

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from fractions import Fraction
 
 from ..backend import Generator, get_array_module, is_array, np, to_numpy
 from ..functional import conv_output_size, conv_transpose_output_size, upsample_output_size
@@ -151,10 +152,14 @@ def _hint(label: str, check: ArrayCheck, rtol: float) -> str:
                 f"yet backward gives {label} nonzero values")
     big = np.abs(n) > 1e-3 * n_max
     factor = float(np.median(a[big] / n[big]))
-    if abs(factor - 1.0) > rtol and np.all(np.abs(a - factor * n) <= close):
-        if abs(factor + 1.0) < 1e-6:
+    # Only a simple fraction (2, 1/2, 1/N, -1) says "a scale": with equal inputs, any wrong
+    # elementwise derivative is also off by one constant factor, an arbitrary one.
+    simple = Fraction(factor).limit_denominator(64)
+    if (abs(factor - 1.0) > rtol and np.all(np.abs(a - factor * n) <= close)
+            and abs(float(simple) - factor) <= 1e-6 * abs(factor) and abs(simple.numerator) <= 64):
+        if simple == -1:
             return f"{label} has the wrong sign everywhere: got = -expected"
-        return (f"{label} is off by the same factor everywhere: got = {factor:.6g} x expected "
+        return (f"{label} is off by the same factor everywhere: got = {simple} x expected "
                 f"(a missing or extra scale, e.g. 1/N or 2?)")
     if not check.directional and a.size > 1 and np.all(np.abs(np.sort(a) - np.sort(n)) <= close):
         return (f"{label} has the right values in the wrong places (the same numbers, "

@@ -22,18 +22,14 @@ from minifcn.functional.pool import (
 from minifcn.gradcheck import gradcheck_module
 from minifcn.nn.pool import AvgPool2d, MaxPool2d, MaxUnpool2d
 from minifcn.testing import strict_cupy
-from minifcn.testing.strategies import PoolConfig, dilated_pool_configs, pool_configs, seeds
-
-
-def tied_values(rng, shape) -> np.ndarray:
-    """float64 small integers: many ties inside windows, and sums that are exact in any order."""
-    return rng.integers(-2, 3, size=shape).astype(np.float64)
-
-
-def distinct_values(rng, shape) -> np.ndarray:
-    """float64 values 0.01 apart in random order: no ties, and far from them for gradcheck's
-    1e-6 steps."""
-    return (rng.permutation(int(np.prod(shape))).reshape(shape) * 0.01 - 1.0)
+from minifcn.testing.strategies import (
+    PoolConfig,
+    dilated_pool_configs,
+    distinct_values,
+    pool_configs,
+    seeds,
+    tied_values,
+)
 
 
 def pool_args(config: PoolConfig) -> dict:

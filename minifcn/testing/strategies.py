@@ -10,7 +10,8 @@ backend under test with ``xp.asarray``.
   :func:`upsample_configs`, :func:`loss_configs` (:class:`LossConfig`, with ignored pixels);
 - shapes and inputs: :func:`nchw_shapes`, :func:`arrays` (``distinct=True``: no two values
   equal, so a max is never ambiguous; ``tied=True``: small integers, so windows tie),
-  :func:`tied_arrays`, ``seeds``.
+  :func:`tied_arrays`, ``seeds``; the same values from a seeded NumPy generator for tests
+  that do not draw with hypothesis: :func:`distinct_values`, :func:`tied_values`.
 
 Needs hypothesis: ``pip install "minifcn[test]"``.
 """
@@ -41,11 +42,13 @@ __all__ = [
     "batch_norm_configs",
     "conv_configs",
     "dilated_pool_configs",
+    "distinct_values",
     "loss_configs",
     "nchw_shapes",
     "pool_configs",
     "seeds",
     "tied_arrays",
+    "tied_values",
     "transposed_configs",
     "upsample_configs",
 ]
@@ -304,6 +307,23 @@ def loss_configs(draw, max_size: int = 5) -> LossConfig:
     )
 
 
+def distinct_values(rng, shape, dtype="float64"):
+    """A host array of ``shape`` whose values are all different: a random permutation (from
+    the NumPy generator ``rng``) of ``size`` evenly spaced values in (-3, 3), so no two are
+    closer than ``6 / size``. What ``arrays(shape, distinct=True)`` draws, for tests that draw
+    with a seed rather than with hypothesis."""
+    size = math.prod(shape)
+    order = rng.permutation(size)
+    return ((order + 0.5) * (6.0 / max(size, 1)) - 3.0).astype(dtype).reshape(shape)
+
+
+def tied_values(rng, shape, dtype="float64"):
+    """A host array of ``shape`` of the integers -2 to 2 (from the NumPy generator ``rng``):
+    most pooling windows hold ties, and sums of them are exact in any order. What
+    ``arrays(shape, tied=True)`` draws, for tests that draw with a seed."""
+    return rng.integers(-2, 3, size=shape).astype(dtype)
+
+
 @st.composite
 def arrays(draw, shape, dtype="float64", distinct: bool = False, tied: bool = False,
            elements=None):
@@ -311,11 +331,11 @@ def arrays(draw, shape, dtype="float64", distinct: bool = False, tied: bool = Fa
 
     - default: floats in [-3, 3] (hypothesis's choice of values: zeros, repeats, extremes);
     - ``elements``: a strategy for the values instead;
-    - ``distinct=True``: a random permutation of ``size`` evenly spaced values in (-3, 3), so
-      no two entries are equal, nor closer than ``6 / size``: a max-pool window's maximum is
-      never ambiguous, and a finite-difference step of 1e-6 never changes which entry wins;
-    - ``tied=True``: the small integers 0, 1, 2, so that most pooling windows hold ties (to
-      test which maximum wins).
+    - ``distinct=True``: :func:`distinct_values`, no two entries equal nor closer than
+      ``6 / size``: a max-pool window's maximum is never ambiguous, and a finite-difference
+      step of 1e-6 never changes which entry wins;
+    - ``tied=True``: the integers -2 to 2, so that most pooling windows hold ties (to test
+      which maximum wins), and sums are exact in any order.
     """
     if distinct + tied + (elements is not None) > 1:
         raise ValueError("arrays: choose at most one of distinct=True, tied=True, elements=")
@@ -324,11 +344,9 @@ def arrays(draw, shape, dtype="float64", distinct: bool = False, tied: bool = Fa
     shape = tuple(int(n) for n in shape)
     dtype = np.dtype(dtype)
     if distinct:
-        size = math.prod(shape)
-        order = np.random.default_rng(draw(seeds)).permutation(size)
-        return ((order + 0.5) * (6.0 / max(size, 1)) - 3.0).astype(dtype).reshape(shape)
+        return distinct_values(np.random.default_rng(draw(seeds)), shape, dtype)
     if tied:
-        elements = st.integers(0, 2)
+        elements = st.integers(-2, 2)
     elif elements is None:
         elements = (st.floats(-3.0, 3.0, width=8 * dtype.itemsize, allow_subnormal=False)
                     if dtype.kind == "f" else st.integers(-3, 3))
@@ -336,4 +354,4 @@ def arrays(draw, shape, dtype="float64", distinct: bool = False, tied: bool = Fa
 
 
 tied_arrays = functools.partial(arrays, tied=True)
-tied_arrays.__doc__ = "``arrays(shape, dtype, tied=True)``: values 0, 1, 2, so windows tie."
+tied_arrays.__doc__ = "``arrays(shape, dtype, tied=True)``: the integers -2 to 2, so windows tie."

@@ -47,7 +47,7 @@ def check_backward(learner):
         KH, KW = case["kernel_size"]
         overlap = pool.overlap(case)
         compare("dx", dx, F.avg_pool2d_backward(dy, ref_cache), config=case,
-                shape_hint="dx has x's shape (N, C, H, W)", symptoms=(
+                shape_hint="x's shape (N, C, H, W)", symptoms=(
                     looks_like(lambda e: e * (KH * KW),
                                f"dx is KH*KW = {KH * KW} times too large: each of the KH*KW "
                                f"taps of a window receives dy / (KH*KW), as the forward "

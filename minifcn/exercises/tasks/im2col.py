@@ -11,7 +11,7 @@ from ...testing.strategies import conv_configs
 from ..common import coverage, gpu_check, inputs_for
 from ..framework import Check, CheckFailed, Exercise, compare, for_all, only_where
 
-SHAPE = f"cols is (C*KH*KW, N*OH*OW) with {CONV_OUTPUT_FORMULA}"
+SHAPE = f"(C*KH*KW, N*OH*OW), with {CONV_OUTPUT_FORMULA}"
 GEOMETRY = ("kernel_size", "stride", "padding", "dilation")
 ADDED = ("col2im is wrong only at pixels that several windows read: their contributions "
          "must be ADDED (x_padded[...] += ..., not =)")
@@ -111,7 +111,7 @@ def _col2im(learner, case):
         return None
 
     compare("col2im(cols)", got, F.col2im(cols, _x_shape(case), *_geometry(case)),
-            shape_hint="col2im returns an image of x_shape (N, C, H, W)", config=case,
+            shape_hint="x_shape (N, C, H, W)", config=case,
             symptoms=(only_where(lambda e: overlap, ADDED), layout))
 
 

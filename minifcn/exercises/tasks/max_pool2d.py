@@ -77,7 +77,7 @@ def check_backward(learner):
         _, ref_cache = _reference(x, case)
         overlap = pool.overlap(case)
         compare("dx", dx, F.max_pool2d_backward(dy, ref_cache), config=case,
-                shape_hint="dx has x's shape (N, C, H, W)",
+                shape_hint="x's shape (N, C, H, W)",
                 symptoms=(only_where(lambda e: overlap, pool.OVERLAP),))
 
     count = for_all(overlapping, body)
@@ -96,7 +96,7 @@ def check_ties(learner):
         every, last = _tie_rules(x, dy, case)
         overlap = pool.overlap(case)
         compare("dx", dx, F.max_pool2d_backward(dy, ref_cache), config=case,
-                shape_hint="dx has x's shape (N, C, H, W)", symptoms=(
+                shape_hint="x's shape (N, C, H, W)", symptoms=(
                     looks_like(lambda e: every,
                                "with a tie, dx sends the window's gradient to EVERY maximum; "
                                "it goes to ONE: the first maximum in row-major order, as in "

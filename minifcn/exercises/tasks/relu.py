@@ -42,7 +42,7 @@ def check_forward(learner):
         y, _ = is_tuple_of(learner.relu_forward(x), 2, "relu_forward")
         _unchanged("x", "relu_forward", keep, x, case)
         compare("y", y, np.maximum(keep, 0.0), config=case,
-                shape_hint="y has x's shape", symptoms=(
+                shape_hint="x's shape", symptoms=(
                     only_where(lambda e: keep < 0.0,
                                "y is wrong only where x < 0: negative inputs become 0"),
                     only_where(lambda e: keep > 0.0,
@@ -62,7 +62,7 @@ def check_backward(learner):
         dx = learner.relu_backward(dy, cache)
         _unchanged("dy", "relu_backward", keep, dy, case)
         expected = F.relu_backward(keep, x > 0.0)
-        compare("dx", dx, expected, config=case, shape_hint="dx has x's shape", symptoms=(
+        compare("dx", dx, expected, config=case, shape_hint="x's shape", symptoms=(
             looks_like(lambda e: keep * (keep > 0.0),
                        "dx is dy where dy > 0: the mask must come from the forward's INPUT "
                        "(x > 0, kept in the cache), not from dy"),

@@ -396,3 +396,13 @@ def test_a_user_project_runs_on_both_backends_through_the_plugin(pytester):
     result.stdout.fnmatch_lines(["*Implicit conversion to a NumPy array is not allowed*"])
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed") == 1 and outcomes.get("passed") >= 3, outcomes
+
+
+def test_no_hint_when_the_gradient_is_only_slightly_off(rng):
+    class SlightlyOff(Swish):
+        def backward(self, dy):
+            return super().backward(dy) + 1e-5 * dy
+
+    with pytest.raises(AssertionError) as caught:
+        assert_gradients(SlightlyOff(), rng.standard_normal((3, 4)))
+    assert "the gradient dx is wrong" in str(caught.value) and "hint" not in str(caught.value)

@@ -1,0 +1,93 @@
+"""The layer exercises (relu, conv2d_naive, im2col, conv2d, max_pool2d, avg_pool2d,
+conv_transpose2d, bilinear_kernel) against their mistake catalogue.
+
+For each exercise: minifcn's own functions pass every check; an independent correct learner
+solution (tests/exercise_mistakes/<name>/correct.py) passes every check; the skeleton fails
+as "not implemented yet"; an empty file fails; and every catalogued mistake
+(tests/exercise_mistakes/<name>/<mistake>.py, one typical bug each) fails with its symptom
+(the ``Symptom:`` line of its docstring) named in the report.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from minifcn import exercises
+from minifcn.exercises.framework import run_exercise
+
+LAYERS = ("relu", "conv2d_naive", "im2col", "conv2d", "max_pool2d", "avg_pool2d",
+          "conv_transpose2d", "bilinear_kernel")
+CATALOGUE = Path(__file__).parent / "exercise_mistakes"
+
+
+def _mistakes():
+    for name in LAYERS:
+        for path in sorted((CATALOGUE / name).glob("*.py")):
+            if path.name != "correct.py":
+                yield pytest.param(name, path, id=f"{name}/{path.stem}")
+
+
+def _docstring(path: Path) -> tuple[str, str]:
+    """(the first line, the text after 'Symptom:') of a mistake file's docstring."""
+    text = ast.get_docstring(ast.parse(path.read_text())) or ""
+    symptoms = [line.split("Symptom:", 1)[1].strip() for line in text.splitlines()
+                if line.startswith("Symptom:")]
+    assert len(symptoms) == 1 and symptoms[0], f"{path}: no single 'Symptom: <text>' line"
+    return text.splitlines()[0], symptoms[0]
+
+
+@pytest.mark.parametrize("name", LAYERS)
+def test_the_reference_passes_every_check(name):
+    exercise = exercises.get(name)
+    report = run_exercise(exercise, functions=exercise.reference())
+    assert report.passed, report.text()
+    assert [r.status for r in report.results] == ["pass"] * len(exercise.checks)
+
+
+@pytest.mark.parametrize("name", LAYERS)
+def test_a_correct_learner_solution_passes_every_check(name):
+    report = run_exercise(exercises.get(name), path=str(CATALOGUE / name / "correct.py"))
+    assert report.passed, report.text()
+    assert "Every check passed" in report.text()
+
+
+@pytest.mark.parametrize("name", LAYERS)
+def test_the_skeleton_fails_as_not_implemented_yet(name, tmp_path):
+    path, written = exercises.start(name, str(tmp_path))
+    assert written
+    report = run_exercise(exercises.get(name), path=path)
+    assert not report.passed
+    assert report.not_implemented is not None
+    assert "is not implemented yet" in report.text()
+    assert report.status == "in progress"
+
+
+@pytest.mark.parametrize("name", LAYERS)
+def test_an_empty_file_fails(name, tmp_path):
+    path = tmp_path / f"{name}.py"
+    path.write_text("")
+    report = run_exercise(exercises.get(name), path=str(path))
+    assert not report.passed and report.status == "failing"
+    assert "defines no function" in report.text()
+    assert "No check could run." in report.text()
+
+
+@pytest.mark.parametrize("name", LAYERS)
+def test_every_exercise_has_a_catalogue(name):
+    mistakes = [path for path in (CATALOGUE / name).glob("*.py") if path.name != "correct.py"]
+    assert len(mistakes) >= 3, f"{name}: only {len(mistakes)} catalogued mistakes"
+
+
+@pytest.mark.parametrize(("name", "path"), list(_mistakes()))
+def test_every_catalogued_mistake_is_caught_with_its_symptom(name, path):
+    what, symptom = _docstring(path)
+    assert what, f"{path}: the docstring's first line should describe the bug"
+    report = run_exercise(exercises.get(name), path=str(path))
+    text = report.text()
+    assert not report.passed, f"{path.name} ({what}) passed every check:\n{text}"
+    assert report.load_failure is None and report.not_implemented is None, text
+    assert report.failures(), text
+    assert symptom in text, f"{path.name}: the report does not say {symptom!r}:\n{text}"

@@ -77,7 +77,9 @@ def gradient_check(learner: Learner, forward: str, backward: str, inputs: dict,
     from ..testing.assertions import assert_pair_gradients
 
     try:
-        report = assert_pair_gradients(getattr(learner, forward), getattr(learner, backward),
+        forward_fn = getattr(learner, forward)
+        forward_fn.__name__ = forward  # the report says "assert_pair_gradients(relu_forward)"
+        report = assert_pair_gradients(forward_fn, getattr(learner, backward),
                                        inputs, wrt, static=static, eps=eps, config=config)
     except AssertionError as error:
         raise CheckFailed(str(error), config=config,

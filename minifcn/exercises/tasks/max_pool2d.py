@@ -5,7 +5,7 @@ from __future__ import annotations
 from ... import functional as F
 from ...backend import np
 from ..common import gpu_check, gradient_check, inputs_for, is_tuple_of
-from ..framework import Check, Exercise, compare, for_all, looks_like, only_where
+from ..framework import Check, CheckFailed, Exercise, compare, for_all, looks_like, only_where
 from . import _pool as pool
 
 cases = pool.cases()
@@ -95,18 +95,25 @@ def check_ties(learner):
         dx = learner.max_pool2d_backward(dy, cache)
         every, last = _tie_rules(x, dy, case)
         overlap = pool.overlap(case)
-        compare("dx", dx, F.max_pool2d_backward(dy, ref_cache), config=case,
-                shape_hint="x's shape (N, C, H, W)", symptoms=(
-                    looks_like(lambda e: every,
-                               "with a tie, dx sends the window's gradient to EVERY maximum; "
-                               "it goes to ONE: the first maximum in row-major order, as in "
-                               "PyTorch (compare with a strict >, keep the first)"),
-                    looks_like(lambda e: last,
-                               "with a tie, dx sends the window's gradient to the LAST maximum; "
-                               "PyTorch picks the FIRST in row-major order (a strict > when "
-                               "scanning, or argmax, which returns the first)"),
-                    only_where(lambda e: overlap, pool.OVERLAP),
-                ))
+        try:
+            compare("dx", dx, F.max_pool2d_backward(dy, ref_cache), config=case,
+                    shape_hint="x's shape (N, C, H, W)", symptoms=(
+                        looks_like(lambda e: every,
+                                   "with a tie, dx sends the window's gradient to EVERY "
+                                   "maximum; it goes to ONE: the first maximum in row-major "
+                                   "order, as in PyTorch (compare with a strict >, keep the "
+                                   "first)"),
+                        looks_like(lambda e: last,
+                                   "with a tie, dx sends the window's gradient to the LAST "
+                                   "maximum; PyTorch picks the FIRST in row-major order (a "
+                                   "strict > when scanning, or argmax, which returns the "
+                                   "first)"),
+                        only_where(lambda e: overlap, pool.OVERLAP),
+                    ))
+        except CheckFailed as failure:
+            if x.size <= 24:  # small enough to read, and the ties are the point
+                failure.message += f"\n  x (with ties) = {x.tolist()}"
+            raise
 
     count = for_all(cases.filter(lambda c: c["kernel_size"] != (1, 1)), body)
     return f"{count} configurations whose inputs are -1, 0 or 1 (ties in most windows)"

@@ -80,8 +80,9 @@ def gradient_check(learner: Learner, forward: str, backward: str, inputs: dict,
         forward_fn = getattr(learner, forward)
         forward_fn.__name__ = forward  # the report says "assert_pair_gradients(relu_forward)"
         report = assert_pair_gradients(forward_fn, getattr(learner, backward),
-                                       inputs, wrt, static=static, eps=eps, config=config)
+                                       inputs, wrt, static=static, eps=eps)
     except AssertionError as error:
+        # The configuration is shown once, by the report, as the smallest failing one.
         raise CheckFailed(str(error), config=config,
                           symptom="your backward does not match the slope of your own "
                                   "forward; compare the formula for this gradient with "

@@ -183,7 +183,8 @@ def status(folder: str = DEFAULT_DIR) -> list[tuple[Exercise, str, str]]:
             report = check(name, folder)
             result = {"status": report.status, "failed": len(report.failures()),
                       "checks": len(report.results)}
-        detail = {"done": f"{result['checks']} checks passed",
+        plural = "" if result["checks"] == 1 else "s"
+        detail = {"done": f"{result['checks']} check{plural} passed",
                   "failing": f"{result['failed']} of {result['checks']} checks failed",
                   "in progress": "a function still raises NotImplementedError"}[result["status"]]
         rows.append((exercise, result["status"], detail))

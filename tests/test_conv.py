@@ -480,14 +480,27 @@ CONVT = r"ConvTranspose2d\(3->16, kernel_size=\(3, 3\), stride=\(2, 2\)\)"
     (lambda: Conv2d(3, 16, 3, padding=-1), ValueError, CONV + r": padding must be >= 0"),
     (lambda: Conv2d(3, 16, 3, padding="full"), ValueError, CONV + r": padding must be an int"),
     (lambda: Conv2d(3, 16, 3, 2, "same"), ValueError, r"'same' is not supported for strided"),
-    (lambda: Conv2d(3, 16, 3, groups=3), ValueError, r"Conv2d\(3->16\): groups=3 is not"),
+    (lambda: Conv2d(3, 16, 3, groups=3), ValueError,
+     r"Conv2d\(3->16\): out_channels must be divisible by groups, got out_channels=16 and "
+     r"groups=3"),
+    (lambda: Conv2d(4, 6, 3, groups=3), ValueError, r"in_channels must be divisible by groups"),
+    (lambda: Conv2d(4, 4, 3, groups=0), ValueError, r"groups must be >= 1, got 0"),
+    (lambda: Conv2d(4, 4, 3, groups=2.0), TypeError, r"groups must be an int"),
+    (lambda: Conv2d(4, 4, 3, padding_mode="mirror"), ValueError,
+     r"padding_mode must be one of \('zeros', 'reflect', 'replicate', 'circular'\), got "
+     r"'mirror'"),
+    (lambda: ConvTranspose2d(4, 4, 3, padding_mode="reflect"), ValueError,
+     r"only padding_mode='zeros' is supported for ConvTranspose2d \(as in PyTorch\)"),
+    (lambda: ConvTranspose2d(4, 6, 3, groups=4), ValueError,
+     r"out_channels must be divisible by groups"),
     (lambda: Conv2d(3, 16, 3, bias=1), TypeError, r"Conv2d\(3->16\): bias must be True or"),
     (lambda: Conv2d(3, 16, 3, dtype="int32"), ValueError, r"dtype must be float32 or float64"),
     (lambda: ConvTranspose2d(3, 16, 3, 2, output_padding=2), ValueError,
      CONVT + r": output_padding must be smaller than either stride or dilation"),
     (lambda: ConvTranspose2d(3, 16, 3, 1, output_padding=1, dilation=(1, 2)), ValueError,
      r"output_padding must be smaller than either stride or dilation"),
-    (lambda: ConvTranspose2d(3, 16, 3, 2, groups=2), ValueError, r"groups=2 is not supported"),
+    (lambda: ConvTranspose2d(3, 16, 3, 2, groups=2), ValueError,
+     r"in_channels must be divisible by groups"),
 ])
 def test_bad_arguments_are_refused(make, error, match):
     with pytest.raises(error, match=match):
@@ -497,7 +510,9 @@ def test_bad_arguments_are_refused(make, error, match):
 @pytest.mark.parametrize("transposed", [False, True])
 @pytest.mark.parametrize("x, error, match", [
     (np.zeros((2, 4, 8, 8)), ValueError, r"expected x with 3 channels, got x of shape \(2, 4"),
-    (np.zeros((3, 8, 8)), ValueError, r"expected x of rank 4 \(N, C, H, W\)"),
+    (np.zeros((8, 8)), ValueError,
+     r"expected x of rank 3 \(C, H, W\) or 4 \(N, C, H, W\), got x of shape \(8, 8\)"),
+    (np.zeros((4, 8, 8)), ValueError, r"expected x with 3 channels, got x of shape \(4, 8, 8\)"),
     (np.zeros((2, 3, 8, 8), dtype=np.int64), TypeError, r"expected a float32 or float64 x"),
     (np.zeros((2, 3, 8, 8), dtype=np.float64), TypeError, r"x has dtype float64 but the"),
     ([[[[0.0]]]], TypeError, r"expected x to be an array, got list"),

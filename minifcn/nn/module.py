@@ -311,7 +311,13 @@ def accepts_unbatched(cls):
         object.__setattr__(self, "_unbatched", unbatched)
         if not unbatched:
             return forward(self, x, *args, **kwargs)
-        args = tuple(a[None] if is_array(a) and a.ndim == 3 else a for a in args)
+        for i, a in enumerate(args, start=1):
+            if is_array(a) and a.ndim != 3:
+                raise ValueError(f"{self._where}: x is one unbatched sample of shape "
+                                 f"{tuple(x.shape)}, but argument {i} has shape "
+                                 f"{tuple(a.shape)}; give both with or both without the "
+                                 f"batch axis")
+        args = tuple(a[None] if is_array(a) else a for a in args)
         output = forward(self, x[None], *args, **kwargs)
         output = tuple(o[0] for o in output) if isinstance(output, tuple) else output[0]
         y = output[0] if isinstance(output, tuple) else output

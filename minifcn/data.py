@@ -424,8 +424,10 @@ def read_class_names(path) -> tuple[str, ...]:
     names.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"class names file {path} does not exist")
+    if not path.is_file():
+        raise ValueError(f"class names file {path} is not a regular file")
     names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
     while names and not names[-1]:
         names.pop()

@@ -236,3 +236,19 @@ def test_num_classes_and_class_names_need_a_data_folder(capsys, tmp_path):
     line = one_line_error(*run(capsys, "train", *TINY, "--num-classes", "5",
                                "--out", str(tmp_path))[::2])
     assert "toy shapes have 4 classes" in line and "--data" in line
+
+
+def test_resume_finds_a_moved_data_folder_with_data(capsys, voc, tmp_path):
+    import shutil
+
+    data = shutil.copytree(voc, tmp_path / "before")
+    assert main(["train", *TINY, "--data", str(data), "--out", str(tmp_path / "run")]) == 0
+    moved = shutil.move(data, tmp_path / "after")
+    checkpoint = str(tmp_path / "run/checkpoint.npz")
+    line = one_line_error(*run(capsys, "train", "--resume", checkpoint, "--epochs", "2")[::2])
+    assert "before" in line  # the folder the checkpoint knows is gone: one line naming it
+    status, printed, err = run(capsys, "train", "--resume", checkpoint, "--epochs", "2",
+                               "--data", str(moved))
+    assert status == 0, err
+    assert "epoch 2/2" in printed
+    assert load_checkpoint(checkpoint).config["data"] == str(moved)

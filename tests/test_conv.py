@@ -786,3 +786,19 @@ def test_unbatched_bad_calls_are_refused():
     assert layer.backward(y).shape == x.shape
     y = layer(x[None])  # a batch again after an unbatched call
     assert layer.backward(y).shape == (1, 3, 5, 5)
+
+
+def test_functional_groups_mismatches_are_refused():
+    x = np.zeros((1, 4, 5, 5))
+    with pytest.raises(ValueError, match=r"conv2d_forward: with groups=2, expected a weight "
+                                         r"\(F, C/G, KH, KW\) for x with 4 channels \(both "
+                                         r"channel counts divisible by groups\), got weight of "
+                                         r"shape \(6, 4, 3, 3\)"):
+        F.conv2d_forward(x, np.zeros((6, 4, 3, 3)), groups=2)
+    with pytest.raises(ValueError, match=r"conv2d_forward: with groups=3"):
+        F.conv2d_forward(x, np.zeros((6, 2, 3, 3)), groups=3)
+    with pytest.raises(ValueError, match=r"conv_transpose2d_forward: with groups=2, expected a "
+                                         r"weight \(C_in, C_out/G, KH, KW\)"):
+        F.conv_transpose2d_forward(x, np.zeros((3, 3, 3, 3)), groups=2)
+    with pytest.raises(ValueError, match=r"groups must be an int >= 1, got 0"):
+        F.conv2d_forward(x, np.zeros((4, 4, 3, 3)), groups=0)

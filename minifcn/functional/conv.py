@@ -97,6 +97,22 @@ def _geometry(where: str, stride, padding, dilation) -> tuple[Pair, Pair, Pair]:
             as_pair(where, "dilation", dilation, minimum=1))
 
 
+def _check_groups(where: str, channels: int, weight, groups: int, transposed: bool) -> None:
+    """``groups`` divides both channel counts and the weight has its group-sized axis
+    (PyTorch's layouts), so that a mismatch is one clear error, not a failed reshape."""
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"{where}: groups must be an int >= 1, got {groups!r}")
+    if transposed:
+        layout, per_group_axis, expected = "(C_in, C_out/G, KH, KW)", 0, channels
+    else:
+        layout, per_group_axis, expected = "(F, C/G, KH, KW)", 1, channels // groups
+    outer = weight.shape[0]
+    if channels % groups or outer % groups or weight.shape[per_group_axis] != expected:
+        raise ValueError(f"{where}: with groups={groups}, expected a weight {layout} for x "
+                         f"with {channels} channels (both channel counts divisible by "
+                         f"groups), got weight of shape {tuple(weight.shape)}")
+
+
 def _to_matrix(a):
     """(N, F, OH, OW) -> (F, N*OH*OW): channels first, the layout of ``W_mat @ cols``."""
     return a.transpose(1, 0, 2, 3).reshape(a.shape[1], -1)
@@ -154,6 +170,7 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, output
         cache: a :class:`Conv2dCache` for :func:`conv2d_backward`.
     """
     stride, padding, dilation = _geometry("conv2d_forward", stride, padding, dilation)
+    _check_groups("conv2d_forward", x.shape[1], weight, groups, transposed=False)
     xp = get_array_module(x, weight, bias)
     N, C, H, W = x.shape
     F, _, KH, KW = weight.shape
@@ -281,6 +298,7 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
     stride, padding, dilation = _geometry("conv_transpose2d_forward", stride, padding, dilation)
     output_padding = as_pair("conv_transpose2d_forward", "output_padding", output_padding,
                              minimum=0)
+    _check_groups("conv_transpose2d_forward", x.shape[1], weight, groups, transposed=True)
     N, _, H, W = x.shape
     _, C_out_per_group, KH, KW = weight.shape
     C_out = C_out_per_group * groups

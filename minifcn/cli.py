@@ -1,12 +1,16 @@
-"""The ``minifcn`` command: ``train``, ``evaluate`` and ``predict``.
+"""The ``minifcn`` command: ``train``, ``evaluate``, ``predict`` and ``exercises``.
 
     minifcn train                         # FCN-8s on toy shapes, on the CPU
     minifcn train --model unet --epochs 5 --out runs/unet
+    minifcn train --data VOCdevkit/VOC2012 --image-size 128
+    minifcn train --resume runs/unet/checkpoint.npz --epochs 8
     minifcn evaluate --checkpoint runs/latest/best.npz
     minifcn predict --checkpoint runs/latest/best.npz photo.png --out masks/
+    minifcn exercises start conv2d        # then: minifcn exercises check conv2d
 
 Mistakes a user can make (an unknown model, a bad checkpoint or data folder, a GPU that is
-not there) print one line and exit with status 1, never a traceback.
+not there, an option that conflicts with the checkpoint being resumed) print one line and
+exit with status 1, never a traceback. The help text is plain: no markup.
 """
 
 from __future__ import annotations
@@ -25,55 +29,127 @@ USER_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError,
                backend.DeviceUnavailableError)
 
 
+# Train options that describe the run (TrainConfig fields). Their argparse default is None,
+# "not given", so that with --resume an option the user typed can be told apart from a
+# default; the defaults themselves are TrainConfig's, stated in each help line.
+_RUN_OPTIONS = ("model", "epochs", "batch_size", "lr", "optimizer", "schedule", "weight_decay",
+                "image_size", "train_size", "val_size", "data", "num_classes", "class_names",
+                "upsample", "class_weights", "flip", "seed", "out", "layers")
+# What a resumed run may change: how long it runs, where it writes, where it computes,
+# where its data folder now is, and whose layer code computes (the same functions either
+# way). Anything else would no longer continue the same run.
+_RESUME_MAY_CHANGE = ("epochs", "out", "device", "data", "layers")
+
+
 def _parser() -> argparse.ArgumentParser:
+    from . import __version__
     from .models import MODELS, UPSAMPLE_MODES
     from .train import TrainConfig
 
     defaults = TrainConfig()
-    parser = argparse.ArgumentParser(prog="minifcn", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="minifcn", description="Fully convolutional segmentation from scratch: train a "
+        "segmenter, evaluate a checkpoint, or predict masks for images.",
+        epilog="Run 'minifcn COMMAND --help' for the options of each command.")
+    parser.add_argument("--version", action="version", version=f"minifcn {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    train = commands.add_parser("train", help="train a segmenter",
-                                description="Train a segmenter; with no arguments, FCN-8s on "
-                                            "toy shapes on the CPU.")
-    train.add_argument("--model", default=defaults.model, choices=list(MODELS))
-    train.add_argument("--epochs", type=int, default=defaults.epochs)
-    train.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    train.add_argument("--lr", type=float, default=defaults.lr)
-    train.add_argument("--optimizer", default=defaults.optimizer, choices=["adam", "sgd"])
-    train.add_argument("--schedule", default=defaults.schedule,
-                       choices=["constant", "step", "cosine", "poly"])
-    train.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
-    train.add_argument("--image-size", type=int, default=defaults.image_size)
-    train.add_argument("--train-size", type=int, default=defaults.train_size)
-    train.add_argument("--val-size", type=int, default=defaults.val_size)
-    train.add_argument("--data", default=None, metavar="DIR",
-                       help="a VOC-layout folder (JPEGImages/, SegmentationClass/) instead of "
-                            "the toy shapes")
-    train.add_argument("--upsample", default=None, choices=list(UPSAMPLE_MODES) + ["unpool"],
+    train = commands.add_parser(
+        "train", help="train a segmenter",
+        description="Train a segmenter; with no arguments, FCN-8s on generated toy shapes on "
+        "the CPU. Writes metrics.csv, checkpoint.npz (last epoch), best.npz, predictions.png "
+        "and curves.png to --out.",
+        epilog="With --resume the run continues with every setting saved in the checkpoint. "
+        "Only --epochs, --out, --device, --data (the same folder in a new place) and "
+        "--layers may "
+        "change; any other option given with a value other than the checkpoint's is refused, "
+        "as a PyTorch model refuses a state_dict of another architecture.")
+    train.add_argument("--model", choices=list(MODELS),
+                       help=f"the architecture (default: {defaults.model})")
+    train.add_argument("--epochs", type=int,
+                       help=f"epochs in the whole run; a resumed run trains those after its "
+                            f"checkpoint's (default: {defaults.epochs}; with --resume, the "
+                            f"checkpoint's)")
+    train.add_argument("--batch-size", type=int,
+                       help=f"images per step (default: {defaults.batch_size})")
+    train.add_argument("--lr", type=float, help=f"learning rate (default: {defaults.lr:g})")
+    train.add_argument("--optimizer", choices=["adam", "sgd"],
+                       help=f"adam, or sgd with momentum {defaults.momentum} "
+                            f"(default: {defaults.optimizer})")
+    train.add_argument("--schedule", choices=["constant", "step", "cosine", "poly"],
+                       help=f"how the learning rate changes over the run "
+                            f"(default: {defaults.schedule})")
+    train.add_argument("--weight-decay", type=float,
+                       help=f"L2 weight decay (default: {defaults.weight_decay:g})")
+    train.add_argument("--image-size", type=int,
+                       help=f"side of the square images, a multiple of 32 "
+                            f"(default: {defaults.image_size})")
+    train.add_argument("--train-size", type=int,
+                       help=f"number of toy training images (default: {defaults.train_size})")
+    train.add_argument("--val-size", type=int,
+                       help=f"number of toy validation images (default: {defaults.val_size})")
+    train.add_argument("--data", metavar="DIR",
+                       help="a VOC-layout folder (JPEGImages/, SegmentationClass/, "
+                            "ImageSets/Segmentation/train.txt and val.txt) instead of the toy "
+                            "shapes (default: the toy shapes)")
+    train.add_argument("--num-classes", type=int, metavar="N",
+                       help="classes in --data, labels 0 to N-1 (255 is void) (default: the "
+                            "number of class names, else one more than the largest label in "
+                            "the masks of every split)")
+    train.add_argument("--class-names", metavar="FILE",
+                       help="a text file of class names, one a line, label 0 first (default: "
+                            "DIR/class_names.txt if it exists, Pascal VOC's 21 names if DIR is "
+                            "a VOC devkit folder such as VOC2012, else the labels' numbers)")
+    train.add_argument("--upsample", choices=list(UPSAMPLE_MODES) + ["unpool"],
                        help="how the decoder up-samples (default: the model's own)")
-    train.add_argument("--class-weights", action="store_true",
-                       help="weight the loss by median-frequency balancing (SegNet)")
-    train.add_argument("--no-flip", action="store_true", help="no random flips")
-    train.add_argument("--seed", type=int, default=defaults.seed)
-    train.add_argument("--device", default=defaults.device, choices=list(backend.DEVICES))
-    train.add_argument("--out", default=defaults.out, metavar="DIR")
-    train.add_argument("--resume", default=None, metavar="CKPT")
-    train.add_argument("--quiet", action="store_true", help="no progress bars")
-    train.add_argument("--layers", default=None, metavar="DIR",
-                       help="the capstone: use your exercise files in DIR (e.g. my_minifcn/) "
-                            "wherever they implement a layer, minifcn's elsewhere")
+    train.add_argument("--class-weights", action="store_true", default=None,
+                       help="weight the loss by median-frequency balancing, as SegNet does "
+                            "(default: off)")
+    train.add_argument("--no-flip", dest="flip", action="store_false", default=None,
+                       help="no random left-right flips of the training images (default: "
+                            "flips on)")
+    train.add_argument("--seed", type=int,
+                       help=f"seed of the weights, data and batch order (default: "
+                            f"{defaults.seed})")
+    train.add_argument("--device", default=defaults.device, choices=list(backend.DEVICES),
+                       help="where to compute; gpu needs CuPy (default: %(default)s)")
+    train.add_argument("--out", metavar="DIR",
+                       help=f"folder for the run's files (default: {defaults.out}; with "
+                            f"--resume, the checkpoint's folder)")
+    train.add_argument("--resume", metavar="CKPT",
+                       help="continue the run saved in this checkpoint; see below (default: "
+                            "start a new run)")
+    train.add_argument("--quiet", action="store_true",
+                       help="no progress bars (default: progress bars on)")
+    train.add_argument("--layers", metavar="DIR",
+                       help="the capstone of the exercise track: compute with your exercise "
+                            "files in DIR (e.g. my_minifcn) wherever they implement a layer, "
+                            "minifcn's layers elsewhere (default: minifcn's layers)")
 
-    evaluate = commands.add_parser("evaluate", help="metrics of a checkpoint")
-    evaluate.add_argument("--checkpoint", required=True, metavar="CKPT")
-    evaluate.add_argument("--data", default=None, metavar="DIR")
-    evaluate.add_argument("--device", default="cpu", choices=list(backend.DEVICES))
+    evaluate = commands.add_parser(
+        "evaluate", help="metrics of a checkpoint",
+        description="Pixel accuracy, mean accuracy, mean IoU, frequency-weighted IoU and the "
+                    "IoU of each class, by name, on the validation split.")
+    evaluate.add_argument("--checkpoint", required=True, metavar="CKPT",
+                          help="a checkpoint written by minifcn train (required)")
+    evaluate.add_argument("--data", metavar="DIR",
+                          help="a VOC-layout folder whose val split to score (default: the "
+                               "checkpoint's own data: its --data folder or toy shapes)")
+    evaluate.add_argument("--device", default="cpu", choices=list(backend.DEVICES),
+                          help="where to compute (default: %(default)s)")
 
-    predict = commands.add_parser("predict", help="coloured masks for images")
-    predict.add_argument("--checkpoint", required=True, metavar="CKPT")
-    predict.add_argument("images", nargs="+", metavar="IMAGE")
-    predict.add_argument("--out", required=True, metavar="DIR")
-    predict.add_argument("--device", default="cpu", choices=list(backend.DEVICES))
+    predict = commands.add_parser(
+        "predict", help="coloured masks for images",
+        description="Predict a mask for each image, of the image's own size, and write it "
+                    "as a palette PNG (VOC's colours) named after the image.")
+    predict.add_argument("--checkpoint", required=True, metavar="CKPT",
+                         help="a checkpoint written by minifcn train (required)")
+    predict.add_argument("images", nargs="+", metavar="IMAGE",
+                         help="image files (any size; any format Pillow reads)")
+    predict.add_argument("--out", required=True, metavar="DIR",
+                         help="folder for the masks (required; created if missing)")
+    predict.add_argument("--device", default="cpu", choices=list(backend.DEVICES),
+                         help="where to compute (default: %(default)s)")
 
     exercises = commands.add_parser(
         "exercises", help="write the layers yourself; minifcn checks them",
@@ -95,16 +171,62 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _given(args) -> dict:
+    """The run options the user typed: TrainConfig field -> value."""
+    from .data import read_class_names
+
+    given = {name: getattr(args, name) for name in _RUN_OPTIONS
+             if getattr(args, name) is not None}
+    if "class_names" in given:
+        given["class_names"] = list(read_class_names(given["class_names"]))
+    return given
+
+
+def _show(name: str, value) -> str:
+    """A setting as the command line spells it, e.g. ``--model unet``, ``--no-flip``."""
+    flag = "--" + name.replace("_", "-")
+    if name == "flip":
+        return "flips" if value else "--no-flip"
+    if isinstance(value, bool):
+        return flag if value else f"no {flag}"
+    if value is None:
+        return {"data": "the toy shapes", "upsample": "the model's own --upsample"}.get(
+            name, f"no {flag}")
+    if isinstance(value, list):
+        shown = ", ".join(value[:5]) + (", ..." if len(value) > 5 else "")
+        return f"{flag} ({len(value)}: {shown})"
+    return f"{flag} {value}"
+
+
+def _resumed_config(path: str, given: dict, device: str):
+    """The checkpoint's config with what a resumed run may change; ``ValueError`` (one line)
+    for any other option given with a value other than the checkpoint's."""
+    from .checkpoint import load_checkpoint
+    from .train import TrainConfig
+
+    saved = load_checkpoint(path).config
+    conflicts = [f"{_show(name, value)} (the checkpoint has {_show(name, saved.get(name))})"
+                 for name, value in given.items()
+                 if name not in _RESUME_MAY_CHANGE and value != saved.get(name)]
+    if "data" in given and saved.get("data") is None:
+        conflicts.append(f"{_show('data', given['data'])} (the checkpoint has the toy shapes)")
+    if conflicts:
+        raise ValueError(f"{', '.join(conflicts)}: a resumed run keeps the settings of its "
+                         f"checkpoint {path}; drop these options, or start a new run "
+                         f"with another --out")
+    config = dict(saved, device=device, out=os.path.dirname(path) or ".")
+    config.update({name: given[name] for name in _RESUME_MAY_CHANGE if name in given})
+    return TrainConfig(**config)
+
+
 def _train(args) -> None:
     from .train import TrainConfig, train
 
-    config = TrainConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size,
-                         lr=args.lr, optimizer=args.optimizer, schedule=args.schedule,
-                         weight_decay=args.weight_decay, image_size=args.image_size,
-                         train_size=args.train_size, val_size=args.val_size, data=args.data,
-                         seed=args.seed, device=args.device, out=args.out,
-                         upsample=args.upsample, class_weights=args.class_weights,
-                         flip=not args.no_flip, layers=args.layers)
+    given = _given(args)
+    if args.resume is not None:
+        config = _resumed_config(args.resume, given, args.device)
+    else:
+        config = TrainConfig(**given, device=args.device)
     train(config, resume=args.resume, progress=not args.quiet)
 
 
@@ -124,20 +246,26 @@ def _evaluate(args) -> None:
     from .train import evaluate
 
     model, config = _load_model(args.checkpoint, args.device)
-    if args.data is not None:
-        dataset = SegmentationFolder(args.data, split="val", image_size=config.image_size)
+    data = args.data if args.data is not None else config.data
+    if data is not None:
+        # The checkpoint's names and count (older checkpoints saved no names: the folder's).
+        dataset = SegmentationFolder(data, split="val", image_size=config.image_size,
+                                     num_classes=model.num_classes,
+                                     classes=config.class_names or None)
     else:
         dataset = Shapes(config.val_size, config.image_size, config.seed, split="val")
     results = evaluate(model, DataLoader(dataset, config.batch_size, device=args.device),
                        model.num_classes)
-    print(f"{config.model} on {len(dataset)} validation images")
+    print(f"{config.model} on {len(dataset)} validation images"
+          + (f" of {data}" if data is not None else ""))
     for key, label in (("pixel_acc", "pixel accuracy"), ("mean_acc", "mean accuracy"),
                        ("mean_iou", "mean IoU"), ("fw_iou", "frequency-weighted IoU")):
         print(f"  {label:<24}{results[key]:.4f}")
     print("  per-class IoU:")
-    names = getattr(dataset, "classes", None) or [str(i) for i in range(model.num_classes)]
+    names = config.class_names or dataset.classes
+    width = max(22, max(map(len, names)) + 2)
     for name, iou in zip(names, results["per_class_iou"], strict=True):
-        print(f"    {name:<22}{'absent' if np.isnan(iou) else f'{iou:.4f}'}")
+        print(f"    {name:<{width}}{'absent' if np.isnan(iou) else f'{iou:.4f}'}")
 
 
 def _predict(args) -> None:

@@ -47,6 +47,7 @@ from .checks import as_pair
 __all__ = [
     "IGNORE_INDEX",
     "PALETTE",
+    "CLASS_NAMES_FILE",
     "VOC_CLASSES",
     "VOID_COLOR",
     "DataLoader",
@@ -58,6 +59,7 @@ __all__ = [
     "label_boundary",
     "load_image",
     "median_frequency_weights",
+    "read_class_names",
     "save_mask_png",
     "voc_palette",
     "write_voc_folder",
@@ -409,6 +411,50 @@ def label_boundary(labels: np.ndarray) -> np.ndarray:
 # Datasets on disk (the Pascal VOC layout)
 
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+# A folder's class names, one a line, label 0 first (see read_class_names).
+CLASS_NAMES_FILE = "class_names.txt"
+
+
+def read_class_names(path) -> tuple[str, ...]:
+    """Class names from a text file: one name a line, the name of label 0 on the first.
+
+    Spaces around a name are dropped and empty lines at the end are ignored. An empty line
+    before the last name, a repeated name, or more than 255 names (255 marks void) is a
+    ``ValueError`` naming the file and the line: each would silently give labels the wrong
+    names.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"class names file {path} does not exist")
+    if not path.is_file():
+        raise ValueError(f"class names file {path} is not a regular file")
+    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    while names and not names[-1]:
+        names.pop()
+    if not names:
+        raise ValueError(f"class names file {path} holds no names (expected one a line, "
+                         f"label 0 first)")
+    seen = {}
+    for line, name in enumerate(names, start=1):
+        if not name:
+            raise ValueError(f"class names file {path}: line {line} is empty; every label "
+                             f"from 0 to {len(names) - 1} needs a name, one a line")
+        if name in seen:
+            raise ValueError(f"class names file {path}: {name!r} on line {line} repeats "
+                             f"line {seen[name]}")
+        seen[name] = line
+    if len(names) > IGNORE_INDEX:
+        raise ValueError(f"class names file {path}: {len(names)} names, but labels stop at "
+                         f"{IGNORE_INDEX - 1} ({IGNORE_INDEX} marks void)")
+    return tuple(names)
+
+
+def _is_voc_devkit(root: Path) -> bool:
+    """A Pascal VOC release folder (VOCdevkit/VOC2007 ... VOC2012): named VOC and a year,
+    with VOC's segmentation split lists."""
+    name = root.resolve().name
+    return (len(name) == 7 and name.startswith("VOC") and name[3:].isdigit()
+            and (root / "ImageSets" / "Segmentation").is_dir())
 
 
 class SegmentationFolder:
@@ -427,9 +473,17 @@ class SegmentationFolder:
     images, nearest for masks, which must keep whole labels), then crop the centre. Without
     it, each pair keeps its own size (batch it with ``batch_size=1``).
 
-    ``num_classes``: labels must lie in [0, num_classes) or be 255. Default: ``len(classes)``
-    when ``classes`` (names, e.g. ``VOC_CLASSES``) is given, else one more than the largest
-    label found in the masks (which reads every mask once, up front).
+    ``classes``: the class names, label 0 first. When not given, the folder's own
+    ``class_names.txt`` (one name a line, see :func:`read_class_names`) if it has one, else
+    ``VOC_CLASSES`` if the folder is a Pascal VOC release (named ``VOC2007`` ... ``VOC2012``,
+    with ``ImageSets/Segmentation``), else none: the names are then "0", "1", ...
+    ``classes_from`` says which it was.
+
+    ``num_classes``: labels must lie in [0, num_classes) or be 255. Default: the number of
+    names when there are names, else one more than the largest label in the masks of every
+    split of the folder (every ``ImageSets/Segmentation/*.txt``, or every mask when there
+    are no split files), so the train and val splits of a folder always agree. Inferring
+    reads those masks once, up front; :meth:`check_labels` reads them to check a given count.
 
     ``ds[i] -> (image (3, H, W) float32 in [0, 1], mask (H, W) uint8)``, read from disk on
     each call. Missing folders or files are ``FileNotFoundError``; unreadable files and
@@ -467,20 +521,60 @@ class SegmentationFolder:
                 raise FileNotFoundError(f"{self._where}: image {image_path} has no mask "
                                         f"{mask_path}")
 
-        if classes is not None:
-            classes = tuple(classes)
-            if num_classes is not None and num_classes != len(classes):
-                raise ValueError(f"{self._where}: num_classes={num_classes} but "
-                                 f"{len(classes)} class names given")
-            num_classes = len(classes)
-        elif num_classes is None:
-            largest = max(_largest_label(self._read_mask(path)) for path in self.mask_paths)
-            num_classes = largest + 1
-        if not isinstance(num_classes, Integral) or not 1 <= num_classes <= IGNORE_INDEX:
+        if num_classes is not None and (not isinstance(num_classes, Integral)
+                                        or isinstance(num_classes, bool)
+                                        or not 1 <= num_classes <= IGNORE_INDEX):
             raise ValueError(f"{self._where}: num_classes must be an int in [1, 255], "
                              f"got {num_classes!r}")
+        names_file = self.root / CLASS_NAMES_FILE
+        self._counted = False  # num_classes counted from the masks (so they are checked)
+        if classes is not None:
+            classes, self.classes_from = tuple(classes), "the names given"
+        elif names_file.is_file():
+            classes, self.classes_from = read_class_names(names_file), str(names_file)
+        elif _is_voc_devkit(self.root) and num_classes in (None, len(VOC_CLASSES)):
+            classes, self.classes_from = VOC_CLASSES, "Pascal VOC's (a VOC devkit folder)"
+        if classes is not None:
+            if num_classes is not None and num_classes != len(classes):
+                raise ValueError(f"{self._where}: num_classes={num_classes} but "
+                                 f"{len(classes)} class names from {self.classes_from}")
+            if not 1 <= len(classes) <= IGNORE_INDEX:
+                raise ValueError(f"{self._where}: expected 1 to 255 class names, got "
+                                 f"{len(classes)}")
+            num_classes = len(classes)
+        elif num_classes is not None:
+            self.classes_from = f"num_classes={num_classes}"
+        else:
+            largest, path = _largest_label(self, self._folder_mask_paths())
+            num_classes, self._counted = largest + 1, True
+            self.classes_from = (f"the largest label in the folder's masks, {largest} in "
+                                 f"{path}" if path else "the folder's masks: every pixel void")
         self.num_classes = int(num_classes)
         self.classes = classes if classes is not None else tuple(map(str, range(num_classes)))
+
+    def _folder_mask_paths(self) -> list[Path]:
+        """The masks of every split of the folder (each once; ids without a mask skipped),
+        or every mask if it has no split files."""
+        mask_dir = self.root / "SegmentationClass"
+        listings = sorted((self.root / "ImageSets" / "Segmentation").glob("*.txt"))
+        if not listings:
+            return sorted(mask_dir.glob("*.png"))
+        ids = dict.fromkeys(line.strip() for listing in listings
+                            for line in listing.read_text().splitlines() if line.strip())
+        # A split without masks (VOC's test.txt) has no labels to count.
+        return [path for path in (mask_dir / f"{name}.png" for name in ids) if path.is_file()]
+
+    def check_labels(self) -> None:
+        """Read the masks of every split of the folder once; a ``ValueError`` naming the
+        mask with the largest label if that label is not below ``num_classes`` (255, void,
+        aside). Nothing to read when ``num_classes`` was counted from those masks."""
+        if self._counted:
+            return
+        largest, path = _largest_label(self, self._folder_mask_paths())
+        if largest >= self.num_classes:
+            raise ValueError(f"{self._where}: mask {path} has label {largest}, but the folder "
+                             f"has {self.num_classes} classes ({self.classes_from}); labels "
+                             f"must lie in [0, {self.num_classes}), 255 marks void")
 
     def _image_path(self, image_dir: Path, name: str) -> Path:
         for suffix in _IMAGE_SUFFIXES:
@@ -559,10 +653,16 @@ def load_image(path) -> np.ndarray:
     return _rgb_array(_open_image(path, "load_image", "image").convert("RGB"))
 
 
-def _largest_label(mask) -> int:
-    labels = np.unique(np.array(mask, dtype=np.uint8))
-    labels = labels[labels != IGNORE_INDEX]
-    return int(labels.max()) if labels.size else 0
+def _largest_label(folder: SegmentationFolder, paths) -> tuple[int, Path | None]:
+    """The largest label (void aside) in the masks at ``paths``, and the first mask that
+    holds it; (0, None) when every pixel is void."""
+    largest, where = 0, None
+    for path in paths:
+        labels = np.unique(np.array(folder._read_mask(path), dtype=np.uint8))
+        labels = labels[labels != IGNORE_INDEX]
+        if labels.size and (where is None or int(labels.max()) > largest):
+            largest, where = int(labels.max()), path
+    return largest, where
 
 
 def write_voc_folder(root, dataset, split: str = "train", image_format: str = "png",

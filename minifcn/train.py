@@ -21,7 +21,13 @@ from dataclasses import dataclass, field
 
 from . import backend
 from .checkpoint import load_checkpoint, save_checkpoint
-from .data import DataLoader, SegmentationFolder, Shapes, median_frequency_weights
+from .data import (
+    IGNORE_INDEX,
+    DataLoader,
+    SegmentationFolder,
+    Shapes,
+    median_frequency_weights,
+)
 from .metrics import ConfusionMatrix
 from .models import MODELS, build_model
 from .nn import CrossEntropyLoss
@@ -60,7 +66,8 @@ class TrainConfig:
     upsample: str | None = None
     class_weights: bool = False
     flip: bool = True
-    num_classes: int = 0  # 0 until the data says how many
+    num_classes: int = 0  # 0: as many as the data has (see SegmentationFolder)
+    class_names: list[str] | None = None  # None: the data's own; saved for evaluate
     model_options: dict = field(default_factory=dict)
     layers: str | None = None  # a folder of exercise files whose layers replace minifcn's
 
@@ -77,6 +84,19 @@ class TrainConfig:
                                  f"got {getattr(self, name)}")
         if not self.lr > 0:
             raise ValueError(f"--lr must be positive, got {self.lr}")
+        if not 0 <= self.num_classes <= IGNORE_INDEX:
+            raise ValueError(f"--num-classes must be between 1 and {IGNORE_INDEX} (label "
+                             f"{IGNORE_INDEX} marks void), got {self.num_classes}")
+        names = self.class_names
+        if names is not None and self.num_classes and len(names) != self.num_classes:
+            raise ValueError(f"--num-classes {self.num_classes} but --class-names gives "
+                             f"{len(names)} names ({', '.join(names[:5])}"
+                             f"{', ...' if len(names) > 5 else ''})")
+        if self.data is None and (self.num_classes not in (0, Shapes.num_classes) or (
+                names is not None and len(names) != Shapes.num_classes)):
+            raise ValueError(f"the toy shapes have {Shapes.num_classes} classes "
+                             f"({', '.join(Shapes.CLASSES)}); --num-classes and --class-names "
+                             f"describe a --data folder")
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"unknown optimizer {self.optimizer!r}: expected adam or sgd")
         backend.array_module(self.device)  # a clear error when the GPU is not there
@@ -85,13 +105,22 @@ class TrainConfig:
                              f"exercise files (minifcn exercises start NAME writes them there)")
 
 
-def _datasets(config: TrainConfig):
-    """(train, validation) datasets: toy shapes, or a VOC-layout folder."""
+def _datasets(config: TrainConfig, log=print, names_from: str = "--class-names"):
+    """(train, validation) datasets: toy shapes, or a VOC-layout folder whose every mask is
+    checked, up front, to hold only labels below the class count (or void)."""
     if config.data is None:
         return Shapes.splits(config.train_size, config.val_size, config.image_size,
                              seed=config.seed)
-    return (SegmentationFolder(config.data, split="train", image_size=config.image_size),
-            SegmentationFolder(config.data, split="val", image_size=config.image_size))
+    train_set = SegmentationFolder(config.data, split="train", image_size=config.image_size,
+                                   num_classes=config.num_classes or None,
+                                   classes=config.class_names)
+    train_set.check_labels()
+    source = train_set.classes_from if config.class_names is None else names_from
+    log(f"{config.data}: {train_set.num_classes} classes, from {source}")
+    # The validation split shares the training split's classes: nothing to count again.
+    return train_set, SegmentationFolder(config.data, split="val", image_size=config.image_size,
+                                         num_classes=train_set.num_classes,
+                                         classes=train_set.classes)
 
 
 def build_for_config(config: TrainConfig):
@@ -156,6 +185,12 @@ def train(config: TrainConfig, resume: str | None = None, progress: bool = True,
           log=print) -> dict:
     """Train ``config.model``; write metrics.csv, checkpoints and figures to ``config.out``.
 
+    With ``resume`` (a checkpoint's path) the run continues from that checkpoint with its
+    saved settings, except ``epochs``, ``out`` and ``device``, taken from ``config``, and
+    ``data``, taken from ``config`` when set there (the same folder in a new place). When
+    the checkpoint has already reached ``config.epochs``, nothing is trained: a message
+    says how to continue, and the checkpoint's metrics are returned.
+
     Returns the last epoch's metrics row. Raises :class:`TrainingDiverged` (after keeping
     the last good checkpoint) when the loss stops being finite.
     """
@@ -164,15 +199,25 @@ def train(config: TrainConfig, resume: str | None = None, progress: bool = True,
         state = load_checkpoint(resume)
         saved = dict(state.config)
         saved.update(epochs=config.epochs, out=config.out, device=config.device)
+        if config.data is not None and saved.get("data") is not None:
+            saved["data"] = config.data
         config = TrainConfig(**saved)
         start_epoch = state.epoch + 1
+        if start_epoch >= config.epochs:
+            more = max(1, start_epoch // 2)
+            log(f"nothing to train: {resume} has finished epoch {start_epoch} and --epochs is "
+                f"{config.epochs}. To train {more} more, pass --epochs {start_epoch + more} "
+                f"(the learning-rate schedule then spans {start_epoch + more} epochs).")
+            return dict(state.metrics)
     config.validate()
     os.makedirs(config.out, exist_ok=True)
     backend.manual_seed(config.seed)
 
-    train_set, val_set = _datasets(config)
+    train_set, val_set = _datasets(config, log, "--class-names" if state is None
+                                   else f"the names saved in {resume}")
     num_classes = train_set.num_classes
-    config = dataclasses.replace(config, num_classes=num_classes)
+    config = dataclasses.replace(config, num_classes=num_classes,
+                                 class_names=list(train_set.classes))
     model = build_for_config(config)
     optimizer = _make_optimizer(config, model)
     train_loader = DataLoader(train_set, config.batch_size, shuffle=True, drop_last=True,

@@ -18,10 +18,19 @@ from minifcn.functional.im2col import (
     im2col,
     im2col_budget,
 )
+from minifcn.functional.pad import pad2d_backward, pad2d_forward
 from minifcn.gradcheck import gradcheck_module
 from minifcn.nn import Conv2d, ConvTranspose2d
 from minifcn.testing import strict_cupy
-from minifcn.testing.strategies import ConvConfig, conv_configs, seeds, transposed_configs
+from minifcn.testing.strategies import (
+    PADDING_MODES,
+    ConvConfig,
+    conv_configs,
+    grouped_conv_configs,
+    padding_mode_configs,
+    seeds,
+    transposed_configs,
+)
 
 # The finite-difference step of the gradient checks. Convolutions are linear in x and in the
 # weight, so central differences have no truncation error whatever the step; only rounding
@@ -34,8 +43,8 @@ GRADCHECK_EPS = 1e-3
 def problem(config: ConvConfig, transposed: bool, seed: int, dtype="float64"):
     """Host arrays x, weight, bias for ``config`` (weight in PyTorch's layout)."""
     rng = np.random.default_rng(seed)
-    C, Fo = config.in_channels, config.out_channels
-    channels = (C, Fo) if transposed else (Fo, C)
+    C, Fo, G = config.in_channels, config.out_channels, config.groups
+    channels = (C, Fo // G) if transposed else (Fo, C // G)
     x = rng.standard_normal(config.input_shape).astype(dtype)
     weight = rng.standard_normal((*channels, *config.kernel_size)).astype(dtype)
     bias = rng.standard_normal(Fo).astype(dtype)
@@ -43,10 +52,11 @@ def problem(config: ConvConfig, transposed: bool, seed: int, dtype="float64"):
 
 
 def make_layer(config: ConvConfig, transposed: bool, weight, bias, device="cpu",
-               dtype="float64"):
+               dtype="float64", **kwargs):
     """The layer for ``config`` on ``device``, holding ``weight`` and ``bias`` (or no bias)."""
     common = dict(stride=config.stride, padding=config.padding, dilation=config.dilation,
-                  bias=bias is not None, device=device, dtype=dtype)
+                  groups=config.groups, bias=bias is not None, device=device, dtype=dtype,
+                  **kwargs)
     if transposed:
         layer = ConvTranspose2d(config.in_channels, config.out_channels, config.kernel_size,
                                 output_padding=config.output_padding, **common)
@@ -276,7 +286,8 @@ def test_output_mask_skips_what_is_not_asked_for():
 def test_a_small_im2col_budget_gives_the_same_results(bk, transposed, data, seed):
     """With a 1-byte budget each sample is its own chunk and backward recomputes im2col;
     with the default one the whole batch is one GEMM and forward keeps ``cols``."""
-    config = data.draw(transposed_configs() if transposed else conv_configs())
+    config = data.draw(st.one_of(grouped_conv_configs(transposed),
+                                 transposed_configs() if transposed else conv_configs()))
     x, weight, b = problem(config, transposed, seed)
     dy_shape = make_layer(config, transposed, weight, b)(x).shape
     dy = np.random.default_rng(seed + 1).standard_normal(dy_shape)
@@ -480,14 +491,27 @@ CONVT = r"ConvTranspose2d\(3->16, kernel_size=\(3, 3\), stride=\(2, 2\)\)"
     (lambda: Conv2d(3, 16, 3, padding=-1), ValueError, CONV + r": padding must be >= 0"),
     (lambda: Conv2d(3, 16, 3, padding="full"), ValueError, CONV + r": padding must be an int"),
     (lambda: Conv2d(3, 16, 3, 2, "same"), ValueError, r"'same' is not supported for strided"),
-    (lambda: Conv2d(3, 16, 3, groups=3), ValueError, r"Conv2d\(3->16\): groups=3 is not"),
+    (lambda: Conv2d(3, 16, 3, groups=3), ValueError,
+     r"Conv2d\(3->16\): out_channels must be divisible by groups, got out_channels=16 and "
+     r"groups=3"),
+    (lambda: Conv2d(4, 6, 3, groups=3), ValueError, r"in_channels must be divisible by groups"),
+    (lambda: Conv2d(4, 4, 3, groups=0), ValueError, r"groups must be >= 1, got 0"),
+    (lambda: Conv2d(4, 4, 3, groups=2.0), TypeError, r"groups must be an int"),
+    (lambda: Conv2d(4, 4, 3, padding_mode="mirror"), ValueError,
+     r"padding_mode must be one of \('zeros', 'reflect', 'replicate', 'circular'\), got "
+     r"'mirror'"),
+    (lambda: ConvTranspose2d(4, 4, 3, padding_mode="reflect"), ValueError,
+     r"only padding_mode='zeros' is supported for ConvTranspose2d \(as in PyTorch\)"),
+    (lambda: ConvTranspose2d(4, 6, 3, groups=4), ValueError,
+     r"out_channels must be divisible by groups"),
     (lambda: Conv2d(3, 16, 3, bias=1), TypeError, r"Conv2d\(3->16\): bias must be True or"),
     (lambda: Conv2d(3, 16, 3, dtype="int32"), ValueError, r"dtype must be float32 or float64"),
     (lambda: ConvTranspose2d(3, 16, 3, 2, output_padding=2), ValueError,
      CONVT + r": output_padding must be smaller than either stride or dilation"),
     (lambda: ConvTranspose2d(3, 16, 3, 1, output_padding=1, dilation=(1, 2)), ValueError,
      r"output_padding must be smaller than either stride or dilation"),
-    (lambda: ConvTranspose2d(3, 16, 3, 2, groups=2), ValueError, r"groups=2 is not supported"),
+    (lambda: ConvTranspose2d(3, 16, 3, 2, groups=2), ValueError,
+     r"in_channels must be divisible by groups"),
 ])
 def test_bad_arguments_are_refused(make, error, match):
     with pytest.raises(error, match=match):
@@ -497,7 +521,9 @@ def test_bad_arguments_are_refused(make, error, match):
 @pytest.mark.parametrize("transposed", [False, True])
 @pytest.mark.parametrize("x, error, match", [
     (np.zeros((2, 4, 8, 8)), ValueError, r"expected x with 3 channels, got x of shape \(2, 4"),
-    (np.zeros((3, 8, 8)), ValueError, r"expected x of rank 4 \(N, C, H, W\)"),
+    (np.zeros((8, 8)), ValueError,
+     r"expected x of rank 3 \(C, H, W\) or 4 \(N, C, H, W\), got x of shape \(8, 8\)"),
+    (np.zeros((4, 8, 8)), ValueError, r"expected x with 3 channels, got x of shape \(4, 8, 8\)"),
     (np.zeros((2, 3, 8, 8), dtype=np.int64), TypeError, r"expected a float32 or float64 x"),
     (np.zeros((2, 3, 8, 8), dtype=np.float64), TypeError, r"x has dtype float64 but the"),
     ([[[[0.0]]]], TypeError, r"expected x to be an array, got list"),
@@ -557,3 +583,222 @@ def test_mixed_devices_are_refused(transposed):
         y = layer(x)
         with pytest.raises(TypeError, match=where + r": arrays from two devices"):
             layer.backward(strict_cupy.asarray(np.zeros(y.shape, np.float32)))
+
+
+# --- groups --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("transposed", [False, True])
+@given(data=st.data(), seed=seeds, bias=st.booleans())
+def test_grouped_convolutions_match_the_naive_references(transposed, data, seed, bias):
+    """The batched matmul over groups against G separate textbook convolutions."""
+    config = data.draw(grouped_conv_configs(transposed))
+    x, weight, b = problem(config, transposed, seed)
+    b = b if bias else None
+    if transposed:
+        args = (config.stride, config.padding, config.output_padding, config.dilation)
+        y, _ = F.conv_transpose2d_forward(x, weight, b, *args, groups=config.groups)
+        expected = F.conv_transpose2d_naive(x, weight, b, *args, groups=config.groups)
+    else:
+        args = (config.stride, config.padding, config.dilation)
+        y, _ = F.conv2d_forward(x, weight, b, *args, groups=config.groups)
+        expected = F.conv2d_naive(x, weight, b, *args, groups=config.groups)
+    assert_close(y, expected, 1e-10)
+
+
+def test_a_grouped_convolution_is_separate_convolutions_side_by_side(rng):
+    """Group g's outputs depend on group g's inputs only: the naive reference with groups
+    is checked here against G plain convolutions, written out."""
+    x = rng.standard_normal((2, 6, 5, 5))
+    weight = rng.standard_normal((9, 2, 3, 3))
+    y = F.conv2d_naive(x, weight, None, 1, 1, 1, groups=3)
+    for g in range(3):
+        part = F.conv2d_naive(x[:, 2 * g:2 * g + 2], weight[3 * g:3 * g + 3], None, 1, 1, 1)
+        assert_close(y[:, 3 * g:3 * g + 3], part, 0.0)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("transposed", [False, True])
+@given(data=st.data(), seed=seeds, bias=st.booleans())
+def test_grouped_convolutions_match_torch(torch, bk, transposed, data, seed, bias):
+    config = data.draw(grouped_conv_configs(transposed))
+    x, weight, b = problem(config, transposed, seed)
+    ours = make_layer(config, transposed, weight, b if bias else None, bk.device)
+    if transposed:
+        theirs = torch.nn.ConvTranspose2d(config.in_channels, config.out_channels,
+                                          config.kernel_size, config.stride, config.padding,
+                                          config.output_padding, config.groups, bias,
+                                          config.dilation, dtype=torch.float64)
+    else:
+        theirs = torch.nn.Conv2d(config.in_channels, config.out_channels, config.kernel_size,
+                                 config.stride, config.padding, config.dilation,
+                                 config.groups, bias, dtype=torch.float64)
+    assert ours.weight.shape == tuple(theirs.weight.shape)
+    assert_matches_torch(torch, bk, ours, theirs, x)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("in_channels, out_channels, groups", [(4, 6, 2), (3, 3, 3), (2, 6, 2)])
+def test_grouped_gradients_match_finite_differences(bk, transposed, in_channels, out_channels,
+                                                     groups):
+    """Grouped, depthwise and depthwise with a channel multiplier of 3, float64."""
+    config = ConvConfig(2, in_channels, out_channels, (5, 6), (3, 2), (2, 1), (1, 0), (1, 2),
+                        (1, 0) if transposed else (0, 0), groups)
+    x, weight, b = problem(config, transposed, 0)
+    layer = make_layer(config, transposed, weight, b, bk.device)
+    report = gradcheck_module(layer, bk.asarray(x), eps=GRADCHECK_EPS)
+    assert report.max_error < 1e-6, report
+
+
+def test_default_init_of_a_grouped_layer_uses_the_group_fan_in():
+    """PyTorch's bound 1/sqrt(fan_in) with fan_in = C/G*KH*KW (weight.shape[1:])."""
+    layer = Conv2d(8, 8, 3, groups=8, dtype="float64")
+    bound = 1.0 / np.sqrt(9)
+    values = np.abs(layer.weight.data)
+    assert values.max() <= bound and values.max() > 0.8 * bound
+    assert layer.weight.shape == (8, 1, 3, 3)
+    assert ConvTranspose2d(4, 6, 3, groups=2).weight.shape == (4, 3, 3, 3)
+
+
+# --- padding modes -------------------------------------------------------------------------
+
+@given(config_and_mode=padding_mode_configs(), seed=seeds)
+def test_padding_gradient_is_the_adjoint_of_padding(config_and_mode, seed):
+    """<pad(x), z> == <x, pad_backward(z)> for every mode: each padded value's gradient
+    lands on the value it copied."""
+    config, mode = config_and_mode
+    x, _, _ = problem(config, False, seed)
+    PH, PW = config.padding
+    # the strategy's padding fits the mode; one side less keeps it asymmetric
+    pad = (PH, max(PH - 1, 0), PW, PW)
+    y, cache = pad2d_forward(x, pad, mode)
+    assert y.shape == (*x.shape[:2], x.shape[2] + pad[0] + pad[1], x.shape[3] + pad[2] + pad[3])
+    z = np.random.default_rng(seed + 1).standard_normal(y.shape)
+    assert_close(np.vdot(y, z), np.vdot(x, pad2d_backward(z, cache)), 1e-12)
+
+
+@pytest.mark.torch
+@given(config_and_mode=padding_mode_configs(), seed=seeds, bias=st.booleans())
+def test_padding_modes_match_torch(torch, bk, config_and_mode, seed, bias):
+    config, mode = config_and_mode
+    x, weight, b = problem(config, False, seed)
+    ours = make_layer(config, False, weight, b if bias else None, bk.device, padding_mode=mode)
+    theirs = torch.nn.Conv2d(config.in_channels, config.out_channels, config.kernel_size,
+                             config.stride, config.padding, config.dilation, config.groups,
+                             bias, mode, dtype=torch.float64)
+    assert_matches_torch(torch, bk, ours, theirs, x)
+
+
+@pytest.mark.torch
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")
+@pytest.mark.parametrize("mode", PADDING_MODES)
+@pytest.mark.parametrize("kernel_size, dilation", [(3, 1), (4, 1), ((2, 5), (3, 1))])
+def test_same_padding_with_every_mode_matches_torch(torch, bk, mode, kernel_size, dilation):
+    """'same' pads the odd extra row/column at the bottom/right in every mode, as PyTorch."""
+    ours = Conv2d(3, 4, kernel_size, padding="same", dilation=dilation, padding_mode=mode,
+                  device=bk.device, dtype="float64")
+    theirs = torch.nn.Conv2d(3, 4, kernel_size, padding="same", dilation=dilation,
+                             padding_mode=mode, dtype=torch.float64)
+    x = np.random.default_rng(3).standard_normal((2, 3, 6, 7))
+    assert_matches_torch(torch, bk, ours, theirs, x)
+
+
+@pytest.mark.parametrize("mode", PADDING_MODES)
+def test_padding_mode_gradients_match_finite_differences(bk, mode):
+    layer = Conv2d(4, 6, (3, 2), stride=(2, 1), padding=(2, 1), dilation=(1, 2), groups=2,
+                   padding_mode=mode, device=bk.device, dtype="float64")
+    x = np.random.default_rng(0).standard_normal((2, 4, 5, 6))
+    report = gradcheck_module(layer, bk.asarray(x), eps=GRADCHECK_EPS)
+    assert report.max_error < 1e-6, report
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("mode, padding, size, match", [
+    ("reflect", 2, (2, 5), r"padding_mode='reflect' needs padding smaller than the input's "
+                           r"height \(2\), got padding 2"),
+    ("reflect", (0, 1), (3, 1), r"padding_mode='reflect' needs padding smaller than the "
+                                r"input's width \(1\)"),
+    ("circular", 3, (5, 2), r"padding_mode='circular' needs padding at most the input's "
+                            r"width \(2\)"),
+])
+def test_padding_sizes_torch_refuses_are_refused(torch, mode, padding, size, match):
+    x = np.zeros((1, 2, *size))
+    with pytest.raises(RuntimeError):
+        torch.nn.Conv2d(2, 2, 1, padding=padding, padding_mode=mode)(torch.tensor(x).float())
+    layer = Conv2d(2, 2, 1, padding=padding, padding_mode=mode, dtype="float64")
+    with pytest.raises(ValueError, match=r"Conv2d\(2->2, kernel_size=\(1, 1\), stride=\(1, "
+                                         r"1\)\): " + match):
+        layer(x)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("mode, padding, size", [("reflect", 1, (2, 2)), ("circular", 2, (2, 2)),
+                                                 ("replicate", 3, (1, 1))])
+def test_the_largest_padding_each_mode_takes_matches_torch(torch, bk, mode, padding, size):
+    ours = Conv2d(2, 3, 3, padding=padding, padding_mode=mode, device=bk.device,
+                  dtype="float64")
+    theirs = torch.nn.Conv2d(2, 3, 3, padding=padding, padding_mode=mode, dtype=torch.float64)
+    x = np.random.default_rng(5).standard_normal((2, 2, *size))
+    assert_matches_torch(torch, bk, ours, theirs, x)
+
+
+# --- unbatched input -----------------------------------------------------------------------
+
+@pytest.mark.torch
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("groups, mode", [(1, "zeros"), (2, "zeros"), (2, "reflect")])
+def test_unbatched_input_matches_torch(torch, bk, transposed, groups, mode):
+    """(C, H, W) -> (F, OH, OW), dx (C, H, W), as PyTorch."""
+    kwargs = dict(stride=2, padding=1, groups=groups, device=bk.device, dtype="float64")
+    if transposed:
+        ours = ConvTranspose2d(4, 6, 3, output_padding=1, **kwargs)
+        theirs = torch.nn.ConvTranspose2d(4, 6, 3, 2, 1, 1, groups, dtype=torch.float64)
+    else:
+        ours = Conv2d(4, 6, 3, padding_mode=mode, **kwargs)
+        theirs = torch.nn.Conv2d(4, 6, 3, 2, 1, 1, groups, padding_mode=mode,
+                                 dtype=torch.float64)
+    x = np.random.default_rng(2).standard_normal((4, 5, 6))
+    assert_matches_torch(torch, bk, ours, theirs, x)
+    assert ours(bk.asarray(x)).ndim == 3
+    report = gradcheck_module(ours, bk.asarray(x), eps=GRADCHECK_EPS)
+    assert report.max_error < 1e-6, report
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("output_size", [(10, 12), (6, 10, 12)])
+def test_unbatched_transposed_output_size_matches_torch(torch, bk, output_size):
+    ours = ConvTranspose2d(4, 6, 3, 2, 1, device=bk.device, dtype="float64")
+    theirs = torch.nn.ConvTranspose2d(4, 6, 3, 2, 1, dtype=torch.float64)
+    x = np.random.default_rng(4).standard_normal((4, 5, 6))
+    assert_matches_torch(torch, bk, ours, theirs, x, output_size=output_size)
+
+
+def test_unbatched_bad_calls_are_refused():
+    layer = ConvTranspose2d(3, 16, 3, 2)
+    x = np.zeros((3, 5, 5), np.float32)
+    with pytest.raises(TypeError, match=CONVT + r": output_size must be \(OH, OW\) or "
+                                                r"\(C, OH, OW\) ints, got \(1, 16, 11, 11\)"):
+        layer(x, output_size=(1, 16, 11, 11))
+    y = layer(x)
+    assert y.shape == (16, 11, 11)
+    with pytest.raises(ValueError, match=CONVT + r": expected dy of shape \(16, 11, 11\) \(the "
+                                                 r"forward output's\), got \(1, 16, 11, 11\)"):
+        layer.backward(y[None])
+    assert layer.backward(y).shape == x.shape
+    y = layer(x[None])  # a batch again after an unbatched call
+    assert layer.backward(y).shape == (1, 3, 5, 5)
+
+
+def test_functional_groups_mismatches_are_refused():
+    x = np.zeros((1, 4, 5, 5))
+    with pytest.raises(ValueError, match=r"conv2d_forward: with groups=2, expected a weight "
+                                         r"\(F, C/G, KH, KW\) for x with 4 channels \(both "
+                                         r"channel counts divisible by groups\), got weight of "
+                                         r"shape \(6, 4, 3, 3\)"):
+        F.conv2d_forward(x, np.zeros((6, 4, 3, 3)), groups=2)
+    with pytest.raises(ValueError, match=r"conv2d_forward: with groups=3"):
+        F.conv2d_forward(x, np.zeros((6, 2, 3, 3)), groups=3)
+    with pytest.raises(ValueError, match=r"conv_transpose2d_forward: with groups=2, expected a "
+                                         r"weight \(C_in, C_out/G, KH, KW\)"):
+        F.conv_transpose2d_forward(x, np.zeros((3, 3, 3, 3)), groups=2)
+    with pytest.raises(ValueError, match=r"groups must be an int >= 1, got 0"):
+        F.conv2d_forward(x, np.zeros((4, 4, 3, 3)), groups=0)

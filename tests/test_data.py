@@ -11,6 +11,7 @@ import pytest
 from minifcn import data
 from minifcn.backend import Generator
 from minifcn.data import (
+    CLASS_NAMES_FILE,
     PALETTE,
     VOC_CLASSES,
     VOID_COLOR,
@@ -21,6 +22,7 @@ from minifcn.data import (
     colorize,
     load_image,
     median_frequency_weights,
+    read_class_names,
     save_mask_png,
     voc_palette,
     write_voc_folder,
@@ -369,6 +371,87 @@ def test_folder_refuses_rgb_masks_and_mismatched_sizes(tmp_path, pil):
         folder[0]
     with pytest.raises(ValueError, match=r"is 16x16 but its mask .*train_00001\.png is 8x16"):
         folder[1]
+
+
+def _two_splits(root, last_class_in="val"):
+    """A VOC-layout folder whose labels 0..3 all occur, class 3 only in ``last_class_in``."""
+    for split in ("train", "val"):
+        shapes = Shapes(3, 16, seed=4, split=split)
+        masks = shapes.masks.copy()
+        if split != last_class_in:
+            masks[masks == 3] = 0
+        assert (masks == 3).any() == (split == last_class_in)
+        write_voc_folder(root, list(zip(shapes.images, masks, strict=True)), split=split)
+    return root
+
+
+@pytest.mark.parametrize("last_class_in", ["train", "val"])
+def test_folder_counts_classes_over_every_split(tmp_path, last_class_in):
+    """A split that lacks the last class still gets the folder's class count."""
+    _two_splits(tmp_path, last_class_in)
+    for split in ("train", "val", None):
+        folder = SegmentationFolder(tmp_path, split=split)
+        assert folder.num_classes == 4 and folder.classes == ("0", "1", "2", "3")
+        assert f"{last_class_in}_" in folder.classes_from  # names the mask holding label 3
+
+
+def test_folder_count_skips_split_files_without_masks(tmp_path):
+    """VOC's test.txt lists images whose masks are not published."""
+    _two_splits(tmp_path)
+    (tmp_path / "ImageSets" / "Segmentation" / "test.txt").write_text("secret_0\n")
+    assert SegmentationFolder(tmp_path, split="train").num_classes == 4
+
+
+def test_folder_check_labels_names_the_mask(tmp_path):
+    _two_splits(tmp_path)
+    folder = SegmentationFolder(tmp_path, split="train", num_classes=3)
+    assert folder.classes_from == "num_classes=3"
+    with pytest.raises(ValueError, match=r"mask .*val_0000\d\.png has label 3, but the folder "
+                                         r"has 3 classes \(num_classes=3\)"):
+        folder.check_labels()
+    SegmentationFolder(tmp_path, split="train", num_classes=4).check_labels()  # all fit
+    SegmentationFolder(tmp_path, split="train", num_classes=9).check_labels()  # absent: fine
+
+
+def test_read_class_names(tmp_path):
+    path = tmp_path / "names.txt"
+    path.write_text(" background\ncat \ndog\n\n\n")
+    assert read_class_names(path) == ("background", "cat", "dog")
+    for text, message in (("a\n\nb\n", "line 2 is empty"), ("a\nb\na\n", "'a' on line 3 "
+                          "repeats line 1"), ("\n\n", "holds no names"),
+                          ("".join(f"c{i}\n" for i in range(256)), "256 names")):
+        path.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            read_class_names(path)
+    with pytest.raises(FileNotFoundError, match="missing.txt"):
+        read_class_names(tmp_path / "missing.txt")
+
+
+def test_folder_names_from_its_class_names_file(tmp_path):
+    _two_splits(tmp_path)
+    (tmp_path / CLASS_NAMES_FILE).write_text("sky\nball\nbox\ncone\nrope\n")
+    folder = SegmentationFolder(tmp_path, split="val")
+    assert folder.classes == ("sky", "ball", "box", "cone", "rope") and folder.num_classes == 5
+    assert folder.classes_from == str(tmp_path / CLASS_NAMES_FILE)
+    folder.check_labels()
+    given = SegmentationFolder(tmp_path, split="val", classes=["a", "b", "c", "d"])
+    assert given.classes == ("a", "b", "c", "d")  # names given win over the file
+    with pytest.raises(ValueError, match=r"num_classes=4 but 5 class names from .*class_names"):
+        SegmentationFolder(tmp_path, split="val", num_classes=4)
+    (tmp_path / CLASS_NAMES_FILE).write_text("sky\nball\nbox\n")  # too few for label 3
+    with pytest.raises(ValueError, match=r"has label 3, but the folder has 3 classes \(.*"
+                                         r"class_names\.txt\)"):
+        SegmentationFolder(tmp_path, split="val").check_labels()
+
+
+def test_a_voc_devkit_folder_gets_voc_names(tmp_path):
+    voc = _two_splits(tmp_path / "VOCdevkit" / "VOC2012")
+    folder = SegmentationFolder(voc, split="train")
+    assert folder.classes == VOC_CLASSES and folder.num_classes == 21
+    assert "VOC" in folder.classes_from
+    assert SegmentationFolder(voc, split="train", num_classes=4).classes == ("0", "1", "2", "3")
+    other = _two_splits(tmp_path / "VOC_mine")  # not a VOC release: the labels decide
+    assert SegmentationFolder(other, split="train").num_classes == 4
 
 
 def test_folder_missing_folders(tmp_path):

@@ -208,10 +208,16 @@ def test_bad_arguments(kwargs, error, match):
         CrossEntropyLoss(**kwargs)
 
 
-def test_positional_arguments_after_weight_are_refused():
-    """PyTorch's second positional argument is size_average, not ignore_index."""
-    with pytest.raises(TypeError):
-        CrossEntropyLoss(None, 255)
+@pytest.mark.parametrize("args, kwargs, name", [
+    ((None, 255), {}, "size_average=255"),  # PyTorch's second positional is size_average
+    ((), dict(size_average=False), "size_average=False"),
+    ((), dict(reduce=False), "reduce=False"),
+    ((None, None, -100, True), {}, "reduce=True"),
+])
+def test_deprecated_size_average_and_reduce_are_refused(args, kwargs, name):
+    with pytest.raises(ValueError, match=rf"^CrossEntropyLoss: {name} is not supported; it is "
+                                         rf"deprecated in PyTorch, use reduction="):
+        CrossEntropyLoss(*args, **kwargs)
 
 
 def test_bad_targets(bk, rng):
@@ -228,20 +234,38 @@ def test_bad_targets(bk, rng):
     with pytest.raises(ValueError, match=r"target has -100 at \(1, 2, 3\)"):
         criterion(logits, bk.asarray(bad))
     with pytest.raises(TypeError, match=r"CrossEntropyLoss\(ignore_index=255\): expected target "
-                                        r"of integer class indices, got dtype float64 "
-                                        r"\(class-probability targets are not supported\)"):
+                                        r"of integer class indices or float class "
+                                        r"probabilities, got dtype bool"):
+        criterion(logits, bk.asarray(target > 0))
+    with pytest.raises(ValueError, match=r"expected target \(class probabilities\) of shape "
+                                         r"\(2, 3, 4, 4\) for logits of shape \(2, 3, 4, 4\), "
+                                         r"got \(2, 4, 4\)"):
         criterion(logits, bk.asarray(target.astype(np.float64)))
-    with pytest.raises(ValueError, match=r"expected target of shape \(2, 4, 4\) for logits of "
-                                         r"shape \(2, 3, 4, 4\), got \(2, 4, 5\)"):
+    with pytest.raises(ValueError, match=r"ignore_index can only be used with class-index "
+                                         r"targets, not with class probabilities"):
+        criterion(logits, bk.asarray(np.full((2, 3, 4, 4), 1.0 / 3.0)))
+    with pytest.raises(ValueError, match=r"expected target \(class indices\) of shape "
+                                         r"\(2, 4, 4\) for logits of shape \(2, 3, 4, 4\), got "
+                                         r"\(2, 4, 5\)"):
         criterion(logits, bk.asarray(rng.integers(0, 3, (2, 4, 5))))
+    with pytest.raises(ValueError, match=r"got \(4, 4\); logits are read as \(N, C, \.\.\.\), "
+                                         r"as in PyTorch: for one sample's \(C, H, W\) logits "
+                                         r"pass logits\[None\] and target\[None\]"):
+        criterion(logits[0], bk.asarray(target[0]))
+    with pytest.raises(ValueError, match=r"expected target \(class indices\) of shape \(\) for "
+                                         r"logits of shape \(3,\), got \(1,\)"):
+        criterion(logits[0, :, 0, 0], bk.asarray(target[0, 0, :1]))
+    with pytest.raises(ValueError, match=r"target has 7 at \(\); class indices must be in"):
+        criterion(logits[0, :, 0, 0], bk.asarray(np.array(7)))
     with pytest.raises(TypeError, match=r"expected target to be an array, got list"):
         criterion(logits, [0, 1])
 
 
 def test_bad_logits_and_weight(bk, rng):
     target = bk.asarray(rng.integers(0, 3, (2, 4, 4)))
-    with pytest.raises(ValueError, match=r"CrossEntropyLoss\(\): expected logits of rank >= 2"):
-        CrossEntropyLoss()(bk.asarray(rng.standard_normal(3)), target)
+    with pytest.raises(ValueError, match=r"CrossEntropyLoss\(\): expected logits of rank >= 1 "
+                                         r"\(\(C,\) or \(N, C, \.\.\.\)\), got shape \(\)"):
+        CrossEntropyLoss()(bk.asarray(np.array(3.0)), target)
     with pytest.raises(TypeError, match=r"CrossEntropyLoss\(\): expected a float32 or float64 "
                                         r"logits"):
         CrossEntropyLoss()(bk.asarray(np.ones((2, 3, 4, 4), dtype=np.int64)), target)
@@ -249,9 +273,8 @@ def test_bad_logits_and_weight(bk, rng):
     with pytest.raises(ValueError, match=r"CrossEntropyLoss\(weight=<4 classes>\): weight has "
                                          r"4 entries but the logits have 3 classes"):
         weighted(bk.asarray(rng.standard_normal((2, 3, 4, 4))), target)
-    with pytest.raises(TypeError, match=r"logits has dtype float32 but the layer's parameters "
-                                        r"are float64"):
-        weighted(bk.asarray(rng.standard_normal((2, 4, 4, 4)).astype(np.float32)), target)
+    with pytest.raises(TypeError, match=r"expected a float32 or float64 logits"):
+        weighted(bk.asarray(np.ones((2, 4, 4, 4), dtype=np.int32)), target)
 
 
 def test_bad_backward(bk, rng):
@@ -283,3 +306,101 @@ def test_weight_on_another_device_is_refused(rng):
     with pytest.raises(TypeError, match=r"CrossEntropyLoss\(weight=<3 classes>\): arrays from "
                                         r"two devices"):
         criterion(logits, target)
+
+
+# --- class-probability targets, unbatched samples, weight dtypes ----------------------------
+
+def make_probabilities(rng, shape, normalized=True):
+    """Float targets of the logits' ``shape``: per pixel a distribution over the classes
+    (axis 1, or axis 0 for an unbatched (C,)), or any non-negative numbers, which PyTorch
+    takes as they are."""
+    q = rng.uniform(0.0, 1.0, shape)
+    return q / q.sum(axis=0 if len(shape) == 1 else 1, keepdims=True) if normalized else q
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("shape", [(2, 5, 3, 4), (6, 4), (5,)])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("label_smoothing, normalized", [(0.0, True), (0.2, True), (0.2, False)])
+def test_probability_targets_match_torch(bk, torch, rng, shape, weighted, reduction,
+                                         label_smoothing, normalized):
+    """With probabilities "mean" divides by the pixels, not the weights: checked to 1e-9."""
+    logits = rng.standard_normal(shape) * 3.0
+    target = make_probabilities(rng, shape, normalized)
+    weight = rng.uniform(0.2, 3.0, shape[0 if len(shape) == 1 else 1]) if weighted else None
+    options = dict(reduction=reduction, label_smoothing=label_smoothing)
+    dloss = (rng.standard_normal(loss_t_shape(shape)) if reduction == "none" and len(shape) > 1
+             else float(rng.standard_normal()))
+    criterion = CrossEntropyLoss(None if weight is None else bk.asarray(weight), **options,
+                                 device=bk.device, dtype="float64")
+    loss, dlogits = run(bk, criterion, logits, target, dloss)
+    loss_t, dlogits_t = torch_run(torch, logits, target, dloss, weight, **options)
+    assert loss.shape == loss_t.shape and dlogits.shape == logits.shape
+    np.testing.assert_allclose(loss, loss_t, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(dlogits, dlogits_t, rtol=0, atol=1e-9)
+
+
+def loss_t_shape(shape):
+    """The per-pixel loss shape of logits ``shape``: (N, ...) or () for an unbatched (C,)."""
+    return () if len(shape) == 1 else (shape[0], *shape[2:])
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+@pytest.mark.parametrize("target_value", [2, 255])
+def test_unbatched_class_index_matches_torch(bk, torch, rng, weighted, reduction,
+                                             label_smoothing, target_value):
+    """Logits (C,) with a 0-d target, as PyTorch; an ignored sample gives NaN for "mean"."""
+    logits = rng.standard_normal(5)
+    target = np.array(target_value)
+    weight = rng.uniform(0.2, 3.0, 5) if weighted else None
+    options = dict(ignore_index=255, reduction=reduction, label_smoothing=label_smoothing)
+    dloss = float(rng.standard_normal())  # the loss is 0-d with every reduction
+    criterion = CrossEntropyLoss(None if weight is None else bk.asarray(weight), **options,
+                                 device=bk.device, dtype="float64")
+    loss, dlogits = run(bk, criterion, logits, target, dloss)
+    loss_t, dlogits_t = torch_run(torch, logits, target, dloss, weight, **options)
+    assert loss.shape == loss_t.shape == () and dlogits.shape == (5,)
+    np.testing.assert_allclose(loss, loss_t, rtol=1e-9, atol=1e-9, equal_nan=True)
+    np.testing.assert_allclose(dlogits, dlogits_t, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("shape", [(2, 3, 2, 3), (4,)])
+def test_probability_and_unbatched_gradcheck(bk, rng, reduction, shape):
+    logits = rng.standard_normal(shape)
+    target = make_probabilities(rng, shape)
+    criterion = CrossEntropyLoss(bk.asarray(rng.uniform(0.5, 2.0, shape[min(1, len(shape) - 1)])),
+                                 reduction=reduction, label_smoothing=0.1, device=bk.device,
+                                 dtype="float64")
+    report = gradcheck_module(criterion, bk.asarray(logits), bk.asarray(target), eps=1e-5)
+    assert report.max_error < 1e-6, report
+    per_sample = CrossEntropyLoss(reduction=reduction, device=bk.device, dtype="float64")
+    report = gradcheck_module(per_sample, bk.asarray(rng.standard_normal(4)),
+                              bk.asarray(np.array(1)), eps=1e-5)
+    assert report.max_error < 1e-6, report
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("weight_dtype, logits_dtype", [("float32", "float64"),
+                                                        ("float64", "float32"),
+                                                        ("float64", "float64")])
+@pytest.mark.parametrize("probabilities", [False, True])
+def test_weight_is_used_in_the_logits_dtype(bk, torch, rng, weight_dtype, logits_dtype,
+                                            probabilities):
+    """A weight kept in another dtype than the logits' is cast to the logits' dtype (PyTorch
+    asks for one dtype instead): the same as a weight given in the logits' dtype."""
+    weight = rng.uniform(0.2, 3.0, 4).astype(weight_dtype)
+    logits = rng.standard_normal((3, 4, 2, 2)).astype(logits_dtype)
+    target = (make_probabilities(rng, logits.shape).astype(logits_dtype) if probabilities
+              else rng.integers(0, 4, (3, 2, 2)))
+    criterion = CrossEntropyLoss(bk.asarray(weight), device=bk.device, dtype=weight_dtype)
+    assert criterion.weight.dtype == weight_dtype
+    loss, dlogits = run(bk, criterion, logits, target, 1.0)
+    loss_t, dlogits_t = torch_run(torch, logits, target, 1.0, weight.astype(logits_dtype))
+    tol = 1e-9 if logits_dtype == "float64" else 1e-5
+    np.testing.assert_allclose(loss, loss_t, rtol=tol, atol=tol)
+    np.testing.assert_allclose(dlogits, dlogits_t, rtol=0, atol=tol)

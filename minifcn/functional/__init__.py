@@ -15,7 +15,14 @@ from .conv import (
 )
 from .dropout import dropout2d_forward, dropout_backward, dropout_forward
 from .im2col import col2im, conv_output_size, conv_transpose_output_size, im2col
-from .loss import cross_entropy_backward, cross_entropy_forward, log_softmax, softmax
+from .loss import (
+    cross_entropy_backward,
+    cross_entropy_forward,
+    cross_entropy_probs_backward,
+    cross_entropy_probs_forward,
+    log_softmax,
+    softmax,
+)
 from .merge import (
     add_backward,
     add_forward,
@@ -26,6 +33,7 @@ from .merge import (
     crop_forward,
 )
 from .norm import batch_norm_backward, batch_norm_forward
+from .pad import pad2d_backward, pad2d_forward
 from .pool import (
     avg_pool2d_backward,
     avg_pool2d_forward,
@@ -46,6 +54,8 @@ __all__ = [
     "conv2d_input_grad", "conv2d_naive", "conv_output_size", "conv_transpose2d_backward",
     "conv_transpose2d_forward", "conv_transpose2d_naive", "conv_transpose_output_size",
     "crop_backward", "crop_forward", "cross_entropy_backward", "cross_entropy_forward",
+    "cross_entropy_probs_backward", "cross_entropy_probs_forward", "pad2d_backward",
+    "pad2d_forward",
     "dropout2d_forward", "dropout_backward", "dropout_forward", "im2col",
     "leaky_relu_backward", "leaky_relu_forward", "log_softmax", "max_pool2d_backward",
     "max_pool2d_forward", "max_pool2d_indices", "max_pool2d_naive", "max_unpool2d_backward",

@@ -1,9 +1,9 @@
 """Convolution and transposed convolution, forward and backward, as matrix products.
 
 Notation: N batch, C input channels, F output channels (filters), H x W input, KH x KW
-kernel, SH x SW stride, PH x PW zero padding, DH x DW dilation, OH x OW output. ``stride``,
-``padding``, ``dilation`` and ``output_padding`` are ints or pairs (height, width), as in
-PyTorch; weights have PyTorch's layouts.
+kernel, SH x SW stride, PH x PW zero padding, DH x DW dilation, OH x OW output, G groups.
+``stride``, ``padding``, ``dilation`` and ``output_padding`` are ints or pairs (height,
+width), as in PyTorch; weights have PyTorch's layouts.
 
 With ``cols = im2col(x)`` of shape (C*KH*KW, N*OH*OW) and ``W_mat = weight.reshape(F,
 C*KH*KW)``, a convolution and its gradients are three GEMMs::
@@ -16,6 +16,13 @@ A transposed convolution is the convolution's input gradient used as a layer: it
 IS :func:`conv2d_input_grad`, so its backward is the adjoint of that, which is the
 convolution's forward (for dx) and the convolution's weight gradient with x and dy trading
 places (for dW). The code below says exactly that.
+
+Groups (``groups=G``, PyTorch's grouped and depthwise convolutions): the C input channels
+and the F output channels are cut into G consecutive blocks, and output block g sees input
+block g only, so the weight is (F, C/G, KH, KW). The rows of ``cols`` run over (C, KH, KW),
+so they already come in G blocks of C/G*KH*KW rows, and each of the three GEMMs becomes one
+batched matrix product over a leading group axis (:func:`_group_matmul`); groups=1 keeps the
+plain 2-D product. Depthwise is G = C (with F = k*C, a channel multiplier of k).
 
 Memory: the batch is split into chunks whose im2col buffer fits the budget of
 :func:`minifcn.functional.im2col.im2col_budget` (256 MiB by default). When the whole batch
@@ -68,6 +75,7 @@ class Conv2dCache(NamedTuple):
     padding: Pair
     dilation: Pair
     cols: object | None  # im2col(x) when the batch fitted in one chunk, else None
+    groups: int = 1
 
 
 class ConvTranspose2dCache(NamedTuple):
@@ -79,6 +87,7 @@ class ConvTranspose2dCache(NamedTuple):
     stride: Pair
     padding: Pair
     dilation: Pair
+    groups: int = 1
 
 
 def _geometry(where: str, stride, padding, dilation) -> tuple[Pair, Pair, Pair]:
@@ -86,6 +95,22 @@ def _geometry(where: str, stride, padding, dilation) -> tuple[Pair, Pair, Pair]:
     return (as_pair(where, "stride", stride, minimum=1),
             as_pair(where, "padding", padding, minimum=0),
             as_pair(where, "dilation", dilation, minimum=1))
+
+
+def _check_groups(where: str, channels: int, weight, groups: int, transposed: bool) -> None:
+    """``groups`` divides both channel counts and the weight has its group-sized axis
+    (PyTorch's layouts), so that a mismatch is one clear error, not a failed reshape."""
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"{where}: groups must be an int >= 1, got {groups!r}")
+    if transposed:
+        layout, per_group_axis, expected = "(C_in, C_out/G, KH, KW)", 0, channels
+    else:
+        layout, per_group_axis, expected = "(F, C/G, KH, KW)", 1, channels // groups
+    outer = weight.shape[0]
+    if channels % groups or outer % groups or weight.shape[per_group_axis] != expected:
+        raise ValueError(f"{where}: with groups={groups}, expected a weight {layout} for x "
+                         f"with {channels} channels (both channel counts divisible by "
+                         f"groups), got weight of shape {tuple(weight.shape)}")
 
 
 def _to_matrix(a):
@@ -98,6 +123,27 @@ def _from_matrix(a_mat, batch: int, size: Pair):
     return a_mat.reshape(a_mat.shape[0], batch, *size).transpose(1, 0, 2, 3)
 
 
+def _group_matmul(a, b, groups: int, transpose_a: bool = False, transpose_b: bool = False):
+    """``a @ b`` (with ``a.T``/``b.T`` as asked) done block by block for ``groups`` blocks.
+
+    ``a`` (G*M, K) and ``b`` (G*K', L) are split along their first axis into G blocks,
+    each block is transposed if asked, block g of ``a`` multiplies block g of ``b`` (one
+    batched matmul over the group axis, no Python loop) and the products are stacked back
+    along the first axis. With one group this is exactly ``a @ b``.
+    """
+    if groups == 1:
+        return (a.T if transpose_a else a) @ (b.T if transpose_b else b)
+    xp = get_array_module(a, b)
+    blocks_a = a.reshape(groups, a.shape[0] // groups, a.shape[1])
+    blocks_b = b.reshape(groups, b.shape[0] // groups, b.shape[1])
+    if transpose_a:
+        blocks_a = blocks_a.transpose(0, 2, 1)
+    if transpose_b:
+        blocks_b = blocks_b.transpose(0, 2, 1)
+    product = xp.matmul(blocks_a, blocks_b)  # (G, rows per group, columns)
+    return product.reshape(-1, product.shape[2])
+
+
 def _cols_nbytes(channels: int, kernel_size: Pair, output_size: Pair, dtype) -> int:
     """Bytes of one sample's im2col buffer: C*KH*KW*OH*OW entries."""
     return math.prod((channels, *kernel_size, *output_size)) * dtype.itemsize
@@ -105,40 +151,46 @@ def _cols_nbytes(channels: int, kernel_size: Pair, output_size: Pair, dtype) -> 
 
 # --- convolution ---------------------------------------------------------------------------
 
-def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, output_size=None):
+def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, output_size=None,
+                   groups: int = 1):
     """Convolution (cross-correlation, as in PyTorch) of a batch of images.
 
     Args:
         x: (N, C, H, W).
-        weight: (F, C, KH, KW).
+        weight: (F, C/G, KH, KW).
         bias: (F,) or None.
         output_size: the (OH, OW) windows to compute; default all that fit
             (:func:`~minifcn.functional.im2col.conv_output_size`). Fewer only for a transposed
             convolution's backward, see :func:`conv_transpose2d_backward`.
+        groups: G, dividing C and F; output channels of block g see input block g only.
 
     Returns:
-        y: (N, F, OH, OW), ``y[n, f] = bias[f] + sum_c correlate(x[n, c], weight[f, c])``.
+        y: (N, F, OH, OW), ``y[n, f] = bias[f] + sum_c correlate(x[n, g*C/G + c],
+        weight[f, c])`` with g = f // (F/G) (with G = 1: every c).
         cache: a :class:`Conv2dCache` for :func:`conv2d_backward`.
     """
     stride, padding, dilation = _geometry("conv2d_forward", stride, padding, dilation)
+    _check_groups("conv2d_forward", x.shape[1], weight, groups, transposed=False)
     xp = get_array_module(x, weight, bias)
     N, C, H, W = x.shape
     F, _, KH, KW = weight.shape
     if output_size is None:
         output_size = conv_output_size((H, W), (KH, KW), stride, padding, dilation)
-    W_mat = weight.reshape(F, C * KH * KW)
+    W_mat = weight.reshape(F, -1)  # (F, C/G*KH*KW)
     y = xp.empty((N, F, *output_size), dtype=x.dtype)
     chunks = batch_chunks(N, _cols_nbytes(C, (KH, KW), output_size, x.dtype))
     for batch in chunks:
         cols = im2col(x[batch], (KH, KW), stride, padding, dilation, output_size)
-        y[batch] = _from_matrix(W_mat @ cols, batch.stop - batch.start, output_size)
+        y[batch] = _from_matrix(_group_matmul(W_mat, cols, groups), batch.stop - batch.start,
+                                output_size)
     if bias is not None:
         y += bias.reshape(1, F, 1, 1)
     kept = cols if len(chunks) == 1 else None
-    return y, Conv2dCache(x, weight, bias is not None, stride, padding, dilation, kept)
+    return y, Conv2dCache(x, weight, bias is not None, stride, padding, dilation, kept, groups)
 
 
-def conv2d_weight_grad(x, dy, kernel_size, stride=1, padding=0, dilation=1, cols=None):
+def conv2d_weight_grad(x, dy, kernel_size, stride=1, padding=0, dilation=1, cols=None,
+                       groups: int = 1):
     """The gradient of a convolution with respect to its weight.
 
     Args:
@@ -147,31 +199,34 @@ def conv2d_weight_grad(x, dy, kernel_size, stride=1, padding=0, dilation=1, cols
         kernel_size: (KH, KW).
         cols: ``im2col(x)`` of the whole batch if the caller kept it, else None (recomputed
             chunk by chunk under the budget).
+        groups: G, as in :func:`conv2d_forward`.
 
     Returns:
-        dW: (F, C, KH, KW), ``dy_mat @ cols.T`` summed over the batch.
+        dW: (F, C/G, KH, KW), ``dy_mat @ cols.T`` (per group) summed over the batch.
     """
     stride, padding, dilation = _geometry("conv2d_weight_grad", stride, padding, dilation)
     kernel_size = as_pair("conv2d_weight_grad", "kernel_size", kernel_size, minimum=1)
     xp = get_array_module(x, dy, cols)
     N, C = x.shape[:2]
     F, output_size = dy.shape[1], dy.shape[2:]
+    shape = (F, C // groups, *kernel_size)
     if cols is not None:
-        return (_to_matrix(dy) @ cols.T).reshape(F, C, *kernel_size)
-    dW_mat = xp.zeros((F, C * kernel_size[0] * kernel_size[1]), dtype=dy.dtype)
+        return _group_matmul(_to_matrix(dy), cols, groups, transpose_b=True).reshape(shape)
+    dW_mat = xp.zeros((F, math.prod(shape[1:])), dtype=dy.dtype)
     for batch in batch_chunks(N, _cols_nbytes(C, kernel_size, output_size, x.dtype)):
         cols = im2col(x[batch], kernel_size, stride, padding, dilation, output_size)
-        dW_mat += _to_matrix(dy[batch]) @ cols.T
-    return dW_mat.reshape(F, C, *kernel_size)
+        dW_mat += _group_matmul(_to_matrix(dy[batch]), cols, groups, transpose_b=True)
+    return dW_mat.reshape(shape)
 
 
-def conv2d_input_grad(dy, weight, x_shape, stride=1, padding=0, dilation=1):
+def conv2d_input_grad(dy, weight, x_shape, stride=1, padding=0, dilation=1, groups: int = 1):
     """The gradient of a convolution with respect to its input (GEMM, then col2im).
 
     Args:
         dy: (N, F, OH, OW), the gradient of the convolution's output.
-        weight: (F, C, KH, KW).
+        weight: (F, C/G, KH, KW).
         x_shape: (N, C, H, W), the shape of the convolution's input.
+        groups: G, as in :func:`conv2d_forward`.
 
     Returns:
         dx: (N, C, H, W), ``col2im(W_mat.T @ dy_mat)``.
@@ -181,10 +236,10 @@ def conv2d_input_grad(dy, weight, x_shape, stride=1, padding=0, dilation=1):
     N, C, H, W = x_shape
     F, _, KH, KW = weight.shape
     output_size = dy.shape[2:]
-    W_mat = weight.reshape(F, C * KH * KW)
+    W_mat = weight.reshape(F, -1)
     dx = xp.empty((N, C, H, W), dtype=dy.dtype)
     for batch in batch_chunks(N, _cols_nbytes(C, (KH, KW), output_size, dy.dtype)):
-        dcols = W_mat.T @ _to_matrix(dy[batch])
+        dcols = _group_matmul(W_mat, _to_matrix(dy[batch]), groups, transpose_a=True)
         dx[batch] = col2im(dcols, dx[batch].shape, (KH, KW), stride, padding, dilation,
                            output_size)
     return dx
@@ -200,16 +255,17 @@ def conv2d_backward(dy, cache: Conv2dCache, output_mask=(True, True, True)):
             ``convolution_backward``; a frozen layer skips its weight's GEMM.
 
     Returns:
-        (dx, dweight, dbias): (N, C, H, W), (F, C, KH, KW), (F,); None where not asked for,
-        and dbias None when there was no bias.
+        (dx, dweight, dbias): (N, C, H, W), (F, C/G, KH, KW), (F,); None where not asked
+        for, and dbias None when there was no bias.
     """
-    x, weight, has_bias, stride, padding, dilation, cols = cache
+    x, weight, has_bias, stride, padding, dilation, cols, groups = cache
     need_dx, need_dweight, need_dbias = output_mask
     dx = dweight = dbias = None
     if need_dx:
-        dx = conv2d_input_grad(dy, weight, x.shape, stride, padding, dilation)
+        dx = conv2d_input_grad(dy, weight, x.shape, stride, padding, dilation, groups)
     if need_dweight:
-        dweight = conv2d_weight_grad(x, dy, weight.shape[2:], stride, padding, dilation, cols)
+        dweight = conv2d_weight_grad(x, dy, weight.shape[2:], stride, padding, dilation, cols,
+                                     groups)
     if need_dbias and has_bias:
         dbias = dy.sum(axis=(0, 2, 3))
     return dx, dweight, dbias
@@ -218,7 +274,7 @@ def conv2d_backward(dy, cache: Conv2dCache, output_mask=(True, True, True)):
 # --- transposed convolution ----------------------------------------------------------------
 
 def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_padding=0,
-                             dilation=1):
+                             dilation=1, groups: int = 1):
     """Transposed convolution: the input gradient of a convolution, used as a layer.
 
     Each input pixel spreads a KH x KW patch (its value times the kernel) onto the output,
@@ -228,9 +284,11 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
 
     Args:
         x: (N, C_in, H, W).
-        weight: (C_in, C_out, KH, KW), PyTorch's layout: exactly a convolution's (F, C, KH,
-            KW) weight for the convolution from C_out to C_in channels this one transposes.
+        weight: (C_in, C_out/G, KH, KW), PyTorch's layout: exactly a convolution's (F, C/G,
+            KH, KW) weight for the convolution from C_out to C_in channels this one
+            transposes (with the same groups).
         bias: (C_out,) or None.
+        groups: G, dividing C_in and C_out; output block g sees input block g only.
 
     Returns:
         y: (N, C_out, OH, OW), OH from
@@ -240,15 +298,19 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
     stride, padding, dilation = _geometry("conv_transpose2d_forward", stride, padding, dilation)
     output_padding = as_pair("conv_transpose2d_forward", "output_padding", output_padding,
                              minimum=0)
+    _check_groups("conv_transpose2d_forward", x.shape[1], weight, groups, transposed=True)
     N, _, H, W = x.shape
-    _, C_out, KH, KW = weight.shape
+    _, C_out_per_group, KH, KW = weight.shape
+    C_out = C_out_per_group * groups
     output_size = conv_transpose_output_size((H, W), (KH, KW), stride, padding,
                                              output_padding, dilation)
     # x plays the convolution's dy, y the convolution's dx.
-    y = conv2d_input_grad(x, weight, (N, C_out, *output_size), stride, padding, dilation)
+    y = conv2d_input_grad(x, weight, (N, C_out, *output_size), stride, padding, dilation,
+                          groups)
     if bias is not None:
         y += bias.reshape(1, C_out, 1, 1)
-    return y, ConvTranspose2dCache(x, weight, bias is not None, stride, padding, dilation)
+    return y, ConvTranspose2dCache(x, weight, bias is not None, stride, padding, dilation,
+                                   groups)
 
 
 def conv_transpose2d_backward(dy, cache: ConvTranspose2dCache, output_mask=(True, True, True)):
@@ -266,20 +328,21 @@ def conv_transpose2d_backward(dy, cache: ConvTranspose2dCache, output_mask=(True
         output_mask: which of (dx, dweight, dbias) to compute.
 
     Returns:
-        (dx, dweight, dbias): (N, C_in, H, W), (C_in, C_out, KH, KW), (C_out,); None where not
-        asked for, and dbias None when there was no bias.
+        (dx, dweight, dbias): (N, C_in, H, W), (C_in, C_out/G, KH, KW), (C_out,); None where
+        not asked for, and dbias None when there was no bias.
     """
-    x, weight, has_bias, stride, padding, dilation = cache
+    x, weight, has_bias, stride, padding, dilation, groups = cache
     need_dx, need_dweight, need_dbias = output_mask
     dx = dweight = dbias = cols = None
     if need_dx:
         # output_size: with output_padding >= stride (allowed when dilation > stride) dy
         # holds more windows than x has pixels; the extra ones met no input.
         dx, conv_cache = conv2d_forward(dy, weight, None, stride, padding, dilation,
-                                        output_size=x.shape[2:])
+                                        output_size=x.shape[2:], groups=groups)
         cols = conv_cache.cols
     if need_dweight:
-        dweight = conv2d_weight_grad(dy, x, weight.shape[2:], stride, padding, dilation, cols)
+        dweight = conv2d_weight_grad(dy, x, weight.shape[2:], stride, padding, dilation, cols,
+                                     groups)
     if need_dbias and has_bias:
         dbias = dy.sum(axis=(0, 2, 3))
     return dx, dweight, dbias
@@ -287,16 +350,25 @@ def conv_transpose2d_backward(dy, cache: ConvTranspose2dCache, output_mask=(True
 
 # --- naive references ----------------------------------------------------------------------
 
-def conv2d_naive(x, weight, bias=None, stride=1, padding=0, dilation=1):
+def conv2d_naive(x, weight, bias=None, stride=1, padding=0, dilation=1, groups: int = 1):
     """The convolution from its definition, one output pixel and kernel offset at a time::
 
         y[n, f, oh, ow] = bias[f] + sum over c, i, j of
                           weight[f, c, i, j] * x_padded[n, c, oh*SH + i*DH, ow*SW + j*DW]
 
+    With ``groups`` G, output block g (F/G channels) is that sum over input block g alone
+    (C/G channels): G separate convolutions side by side.
+
     Shapes as :func:`conv2d_forward`; returns only ``y``. Slow: for reading and testing.
     """
     (SH, SW), (PH, PW), (DH, DW) = _geometry("conv2d_naive", stride, padding, dilation)
     xp = get_array_module(x, weight, bias)
+    if groups > 1:
+        C_g, F_g = x.shape[1] // groups, weight.shape[0] // groups
+        y = xp.concatenate([conv2d_naive(x[:, g * C_g:(g + 1) * C_g],
+                                         weight[g * F_g:(g + 1) * F_g], None, stride, padding,
+                                         dilation) for g in range(groups)], axis=1)
+        return y if bias is None else y + bias.reshape(1, -1, 1, 1)
     N, _, H, W = x.shape
     F, _, KH, KW = weight.shape
     OH, OW = conv_output_size((H, W), (KH, KW), (SH, SW), (PH, PW), (DH, DW))
@@ -324,7 +396,7 @@ def _pad_or_crop(x, rows: Pair, columns: Pair):
 
 
 def conv_transpose2d_naive(x, weight, bias=None, stride=1, padding=0, output_padding=0,
-                           dilation=1):
+                           dilation=1, groups: int = 1):
     """The transposed convolution as a plain convolution of a spread-out input.
 
     1. Insert SH - 1 zero rows between the input's rows (SW - 1 zero columns between its
@@ -332,7 +404,9 @@ def conv_transpose2d_naive(x, weight, bias=None, stride=1, padding=0, output_pad
     2. Pad each side by DH*(KH - 1) - PH (plus ``output_padding`` at the bottom/right), so
        that every input pixel meets every kernel offset; a negative amount crops instead.
     3. Convolve (stride 1, the same dilation) with the kernel flipped in space and its in/out
-       channels swapped, (C_in, C_out, KH, KW) -> (C_out, C_in, KH, KW).
+       channels swapped, (C_in, C_out, KH, KW) -> (C_out, C_in, KH, KW). With ``groups`` G
+       the swap is within each group's block, (C_in/G, C_out/G) -> (C_out/G, C_in/G), and
+       the convolution has the same G groups.
 
     Shapes as :func:`conv_transpose2d_forward`; returns only ``y``. Slow: for reading and
     testing.
@@ -347,5 +421,8 @@ def conv_transpose2d_naive(x, weight, bias=None, stride=1, padding=0, output_pad
     spread[:, :, ::SH, ::SW] = x
     edge_h, edge_w = DH * (KH - 1) - PH, DW * (KW - 1) - PW
     framed = _pad_or_crop(spread, (edge_h, edge_h + OPH), (edge_w, edge_w + OPW))
-    flipped = weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
-    return conv2d_naive(framed, flipped, bias, stride=1, padding=0, dilation=(DH, DW))
+    C_in_g = C_in // groups
+    flipped = xp.concatenate([weight[g * C_in_g:(g + 1) * C_in_g, :, ::-1, ::-1]
+                              .transpose(1, 0, 2, 3) for g in range(groups)], axis=0)
+    return conv2d_naive(framed, flipped, bias, stride=1, padding=0, dilation=(DH, DW),
+                        groups=groups)

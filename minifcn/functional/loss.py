@@ -17,6 +17,16 @@ For one pixel with logits ``z`` (C,), target class ``t`` and class weights ``w``
   (the weighted mean; the plain mean over non-ignored pixels without weights). If every
   pixel is ignored that is 0 / 0 and the loss is NaN, as in PyTorch; its gradient is zero.
 - ``"sum"``: the sum over pixels; ``"none"``: the (N, H, W) array of per-pixel losses.
+
+Class-probability targets (PyTorch's float targets, one distribution ``q`` (C,) per pixel,
+logits' shape) are :func:`cross_entropy_probs_forward`: with smoothing, ``q`` becomes
+``(1 - eps) * q + eps / C``, and::
+
+    loss = -sum_c w[c] * q[c] * log p[c]
+    d loss / d z = p * sum_c(w[c] * q[c]) - w * q
+
+Their ``"mean"`` divides the sum by the number of pixels N*H*W, not by a sum of weights
+(PyTorch 2.13's rule); there is no ``ignore_index``.
 """
 
 from __future__ import annotations
@@ -27,6 +37,8 @@ __all__ = [
     "REDUCTIONS",
     "cross_entropy_backward",
     "cross_entropy_forward",
+    "cross_entropy_probs_backward",
+    "cross_entropy_probs_forward",
     "log_softmax",
     "softmax",
 ]
@@ -146,4 +158,61 @@ def cross_entropy_backward(dloss, cache):
         else:
             smooth = weight.sum() * p - _per_class(weight, logp.ndim)
         dlogits += (label_smoothing / C) * dpixel[:, None] * smooth
+    return dlogits
+
+
+def cross_entropy_probs_forward(logits, target, weight=None, reduction: str = "mean",
+                                label_smoothing: float = 0.0):
+    """Cross-entropy of ``softmax(logits)`` against class probabilities (PyTorch's float
+    targets).
+
+    Args:
+        logits: (N, C, H, W) or (N, C) float array of class scores.
+        target: float array of the logits' shape and dtype: per pixel, the share of each
+            class (usually summing to 1; not checked, as in PyTorch).
+        weight: None or a (C,) array of per-class weights, logits' dtype and device.
+        reduction: ``"mean"`` (the sum divided by N*H*W: NaN for no pixels), ``"sum"`` or
+            ``"none"`` ((N, H, W)).
+        label_smoothing: ``eps``: the target becomes ``(1 - eps) * target + eps / C``.
+
+    Returns:
+        loss: a 0-d array or (N, H, W); cache for :func:`cross_entropy_probs_backward`.
+    """
+    xp = get_array_module(logits, target, weight)
+    C = logits.shape[1]
+    logp = log_softmax(logits, dim=1)
+    q = target if label_smoothing == 0.0 else (1.0 - label_smoothing) * target + (
+        label_smoothing / C)
+    wq = q if weight is None else q * _per_class(weight, logits.ndim)  # w[c] * q[c]
+    loss = -(wq * logp).sum(axis=1)
+    count = None
+    if reduction == "none":
+        out = loss
+    elif reduction == "sum":
+        out = xp.asarray(loss.sum())
+    else:
+        count = loss.size  # pixels, N*H*W (PyTorch divides by this, not by the weights)
+        out = (xp.asarray(loss.sum() / count) if count else
+               xp.full((), float("nan"), dtype=logits.dtype))  # no pixels: 0 / 0
+    return out, (logp, wq, reduction, count)
+
+
+def cross_entropy_probs_backward(dloss, cache):
+    """Gradient of :func:`cross_entropy_probs_forward` with respect to the logits.
+
+    Args:
+        dloss: a Python float or 0-d array (``"mean"``, ``"sum"``), or (N, H, W)
+            (``"none"``).
+        cache: from the forward pass.
+
+    Returns:
+        dlogits: the logits' shape and dtype, ``(p * sum_c(w*q) - w*q) * dloss`` per pixel.
+    """
+    logp, wq, reduction, count = cache
+    xp = get_array_module(logp)
+    if reduction == "mean":
+        dloss = dloss / max(count, 1)  # no pixels: dlogits is empty anyway
+    dlogits = xp.exp(logp) * wq.sum(axis=1, keepdims=True)
+    dlogits -= wq
+    dlogits *= dloss[:, None] if reduction == "none" else dloss
     return dlogits

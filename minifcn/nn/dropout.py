@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import checks
-from ..backend import Generator
+from ..backend import Generator, is_array
 from ..functional.dropout import dropout2d_forward, dropout_backward, dropout_forward
 from .module import Module
 
@@ -64,9 +64,18 @@ class Dropout2d(Dropout):
     """Channel dropout: in training, zeroes each whole (sample, channel) map of an
     (N, C, H, W) input with probability ``p`` (mask (N, C, 1, 1)) and scales the rest by
     ``1 / (1 - p)``; in evaluation, the identity. Suits feature maps, whose neighbouring
-    values are too correlated for element-wise dropout to regularize."""
+    values are too correlated for element-wise dropout to regularize.
+
+    A 3-D input is refused: PyTorch 2.13 reads (A, B, L) as (N, C, L) and drops whole rows
+    (with a warning that a later release will read it as one (C, H, W) sample), so neither
+    reading would surely do what was meant. Pass ``x[None]`` for one (C, H, W) sample."""
 
     _forward = staticmethod(dropout2d_forward)
 
     def _check_input(self, x) -> None:
+        if is_array(x) and x.ndim == 3:
+            raise ValueError(f"{self._where}: expected x of rank 4 (N, C, H, W), got x of shape "
+                             f"{tuple(x.shape)}; a 3-D input is ambiguous (PyTorch 2.13 reads "
+                             f"it as (N, C, L) with a deprecation warning), so minifcn refuses "
+                             f"it: pass x[None] for one (C, H, W) sample")
         checks.check_input(self._where, x)

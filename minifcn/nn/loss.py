@@ -1,4 +1,5 @@
-"""``CrossEntropyLoss``, as ``torch.nn.CrossEntropyLoss`` for integer class targets."""
+"""``CrossEntropyLoss``, as ``torch.nn.CrossEntropyLoss``: class-index or class-probability
+targets, batched or one unbatched sample."""
 
 from __future__ import annotations
 
@@ -7,7 +8,13 @@ from numbers import Integral, Real
 from .. import backend
 from ..backend import is_array
 from ..checks import check_cache, check_grad, check_input, check_same_device
-from ..functional.loss import REDUCTIONS, cross_entropy_backward, cross_entropy_forward
+from ..functional.loss import (
+    REDUCTIONS,
+    cross_entropy_backward,
+    cross_entropy_forward,
+    cross_entropy_probs_backward,
+    cross_entropy_probs_forward,
+)
 from .module import Module
 
 __all__ = ["CrossEntropyLoss"]
@@ -15,31 +22,48 @@ __all__ = ["CrossEntropyLoss"]
 
 class CrossEntropyLoss(Module):
     """Softmax cross-entropy between logits (N, C, H, W) and class indices (N, H, W), or
-    logits (N, C) and targets (N,)::
+    logits (N, C) and targets (N,), or one unbatched sample's logits (C,) and target ()::
 
         criterion = CrossEntropyLoss(ignore_index=255)
         loss = criterion(logits, target)     # a 0-d array, logits' dtype and device
         dlogits = criterion.backward()       # d loss / d logits; as loss.backward()
 
-    Args:
+    The target may also hold class probabilities, as in PyTorch: a float array of the
+    logits' shape (one distribution over the C classes per pixel), e.g. soft labels. Then
+    ``"mean"`` divides by the number of pixels, not by the weights, and ``ignore_index``
+    cannot be set (both as PyTorch 2.13).
+
+    Args (PyTorch's order):
         weight: optional per-class weights (C,) (an array or a sequence of numbers), kept as
-            the buffer ``weight`` in ``dtype`` on ``device``, as PyTorch keeps it.
+            the buffer ``weight`` in ``dtype`` on ``device``, as PyTorch keeps it. The loss
+            uses it in the logits' dtype (float64 logits with the default float32 weight
+            work; PyTorch would ask for one dtype).
+        size_average, reduce: PyTorch's deprecated forms of ``reduction``; refused unless
+            None (use ``reduction``). So ``CrossEntropyLoss(w, 255)``, which in PyTorch
+            means ``size_average=255``, is refused rather than read as ignore_index.
         ignore_index: target value of pixels that count for nothing (VOC marks object
-            borders with 255).
+            borders with 255); class-index targets only.
         reduction: ``"mean"`` (weighted mean over non-ignored pixels; NaN if all are
             ignored, as PyTorch), ``"sum"`` or ``"none"`` (per-pixel losses, (N, H, W)).
-        label_smoothing: in [0, 1]; the target becomes ``(1 - eps) * onehot + eps / C``.
+        label_smoothing: in [0, 1]; the target becomes ``(1 - eps) * onehot + eps / C``
+            (``(1 - eps) * target + eps / C`` for probabilities).
+        device, dtype (keyword-only, minifcn's): where and in which dtype to keep
+            ``weight``.
 
-    The arguments after ``weight`` are keyword-only: PyTorch's second positional argument
-    is the deprecated ``size_average``, so ``CrossEntropyLoss(w, 255)`` would not mean what
-    it seems. Targets must be integer class indices: PyTorch's class-probability (float)
-    targets are not supported. The loss itself is in :mod:`minifcn.functional.loss`.
+    The loss itself is in :mod:`minifcn.functional.loss`.
     """
 
-    def __init__(self, weight=None, *, ignore_index: int = -100, reduction: str = "mean",
-                 label_smoothing: float = 0.0, device=None, dtype=None):
+    def __init__(self, weight=None, size_average=None, ignore_index: int = -100, reduce=None,
+                 reduction: str = "mean", label_smoothing: float = 0.0, *, device=None,
+                 dtype=None):
         super().__init__()
         where = "CrossEntropyLoss"
+        for name, value in (("size_average", size_average), ("reduce", reduce)):
+            if value is not None:
+                raise ValueError(f"{where}: {name}={value!r} is not supported; it is "
+                                 f"deprecated in PyTorch, use reduction='mean', 'sum' or "
+                                 f"'none' (the arguments after weight are best given by name: "
+                                 f"the second positional one is size_average)")
         if not isinstance(ignore_index, Integral) or isinstance(ignore_index, bool):
             raise TypeError(f"{where}: ignore_index must be an int, got {ignore_index!r}")
         if reduction not in REDUCTIONS:
@@ -72,46 +96,74 @@ class CrossEntropyLoss(Module):
         return f"{type(self).__name__}({self.extra_repr()})"
 
     def forward(self, logits, target):
-        """logits (N, C, H, W) or (N, C); target (N, H, W) or (N,) -> loss: 0-d, or
-        (N, H, W) for ``reduction="none"``."""
+        """logits (N, C, H, W), (N, C) or (C,); target of class indices (N, H, W), (N,) or
+        (), or of class probabilities (the logits' shape) -> loss: 0-d, or for
+        ``reduction="none"`` (N, H, W), (N,) or ()."""
         where = self._where
-        if is_array(logits) and logits.ndim < 2:
-            raise ValueError(f"{where}: expected logits of rank >= 2 (N, C, ...), "
+        if is_array(logits) and logits.ndim < 1:
+            raise ValueError(f"{where}: expected logits of rank >= 1 ((C,) or (N, C, ...)), "
                              f"got shape {tuple(logits.shape)}")
-        weight_dtype = None if self.weight is None else self.weight.dtype
-        check_input(where, logits, ndim=getattr(logits, "ndim", 2), name="logits",
-                    dtype=weight_dtype)
+        check_input(where, logits, ndim=getattr(logits, "ndim", 2), name="logits")
         if not is_array(target):
             raise TypeError(f"{where}: expected target to be an array, "
                             f"got {type(target).__name__}")
-        if target.dtype.kind not in "iu":
-            raise TypeError(f"{where}: expected target of integer class indices, got dtype "
-                            f"{target.dtype} (class-probability targets are not supported)")
-        expected = (logits.shape[0],) + tuple(logits.shape[2:])
+        if target.dtype.kind not in "iuf":
+            raise TypeError(f"{where}: expected target of integer class indices or float "
+                            f"class probabilities, got dtype {target.dtype}")
+        probabilities = target.dtype.kind == "f"
+        unbatched = logits.ndim == 1
+        C = logits.shape[0 if unbatched else 1]
+        expected = tuple(logits.shape) if probabilities else (
+            () if unbatched else (logits.shape[0],) + tuple(logits.shape[2:]))
         if tuple(target.shape) != expected:
-            raise ValueError(f"{where}: expected target of shape {expected} for logits of "
-                             f"shape {tuple(logits.shape)}, got {tuple(target.shape)}")
-        C = logits.shape[1]
+            kind = "class probabilities" if probabilities else "class indices"
+            hint = ""
+            if not probabilities and logits.ndim >= 3 and (
+                    tuple(target.shape) == tuple(logits.shape[2:]) or
+                    tuple(target.shape) == tuple(logits.shape[1:])):
+                hint = ("; logits are read as (N, C, ...), as in PyTorch: for one sample's "
+                        "(C, H, W) logits pass logits[None] and target[None]")
+            raise ValueError(f"{where}: expected target ({kind}) of shape {expected} for "
+                             f"logits of shape {tuple(logits.shape)}, got "
+                             f"{tuple(target.shape)}{hint}")
         check_same_device(where, logits, target, self.weight)  # a None weight is skipped
         if self.weight is not None and self.weight.shape[0] != C:
             raise ValueError(f"{where}: weight has {self.weight.shape[0]} entries but the "
                              f"logits have {C} classes (shape {tuple(logits.shape)})")
-        xp = backend.get_array_module(target)
-        target = target.astype(xp.int64, copy=False)
-        self._check_classes(target, C)
-        loss, cache = cross_entropy_forward(logits, target, self.weight, self.ignore_index,
-                                            self.reduction, self.label_smoothing)
-        self._cache = (cache, tuple(loss.shape), loss.dtype)
+        # The weight in the logits' dtype: the loss is computed in the logits' dtype.
+        weight = None if self.weight is None else self.weight.astype(logits.dtype, copy=False)
+        if unbatched:
+            logits, target = logits[None], target[None]
+        if probabilities:
+            if self.ignore_index != -100:
+                raise ValueError(f"{where}: ignore_index can only be used with class-index "
+                                 f"targets, not with class probabilities (as in PyTorch)")
+            target = target.astype(logits.dtype, copy=False)
+            loss, cache = cross_entropy_probs_forward(logits, target, weight, self.reduction,
+                                                      self.label_smoothing)
+            backward = cross_entropy_probs_backward
+        else:
+            xp = backend.get_array_module(target)
+            target = target.astype(xp.int64, copy=False)
+            self._check_classes(target, C, unbatched)
+            loss, cache = cross_entropy_forward(logits, target, weight, self.ignore_index,
+                                                self.reduction, self.label_smoothing)
+            backward = cross_entropy_backward
+        if unbatched and self.reduction == "none":
+            loss = loss[0, ...]  # a 0-d array, not a scalar
+        self._cache = (cache, backward, unbatched, tuple(loss.shape), loss.dtype)
         return loss
 
-    def _check_classes(self, target, C: int) -> None:
+    def _check_classes(self, target, C: int, unbatched: bool = False) -> None:
         """Every target is a class in [0, C) or ignore_index (one device -> host sync)."""
         bad = (target != self.ignore_index) & ((target < 0) | (target >= C))
         if not bool(bad.any()):
             return
         xp = backend.get_array_module(target)
         position = tuple(int(axis[0]) for axis in xp.nonzero(bad))
-        raise ValueError(f"{self._where}: target has {int(target[position])} at {position}; "
+        value = int(target[position])
+        position = position[1:] if unbatched else position  # as the caller's target has it
+        raise ValueError(f"{self._where}: target has {value} at {position}; "
                          f"class indices must be in [0, {C}) (the logits have {C} classes) "
                          f"or equal ignore_index={self.ignore_index}")
 
@@ -120,14 +172,17 @@ class CrossEntropyLoss(Module):
         loss's shape (``"none"``) -> dlogits: the logits' shape and dtype."""
         where = self._where
         check_cache(where, self._cache)
-        cache, shape, dtype = self._cache
+        cache, backward, unbatched, shape, dtype = self._cache
         scalar = isinstance(dloss, Real) and not isinstance(dloss, bool)
         if not (scalar and shape == ()):
             check_grad(where, dloss, shape, dtype, name="dloss")
             check_same_device(where, dloss, cache[0])
-        dlogits = cross_entropy_backward(dloss, cache)
+        if unbatched and self.reduction == "none":  # the per-sample loss of shape () -> (1,)
+            dloss = (dloss[None] if is_array(dloss) else
+                     backend.get_array_module(cache[0]).full((1,), dloss, dtype=dtype))
+        dlogits = backward(dloss, cache)
         self._cache = None
-        return dlogits
+        return dlogits[0] if unbatched else dlogits
 
     def extra_repr(self) -> str:
         options = []

@@ -15,13 +15,15 @@ both contributions) and never writes into its arguments or its cache.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
 from .. import backend
-from ..backend import get_array_module, to_device, to_numpy
+from ..backend import get_array_module, is_array, to_device, to_numpy
+from ..checks import check_grad
 
-__all__ = ["Module", "Parameter", "Sequential", "Identity", "trace_calls"]
+__all__ = ["Module", "Parameter", "Sequential", "Identity", "accepts_unbatched", "trace_calls"]
 
 # Callbacks that want to see every module call (``summary`` uses this to follow tensors
 # through any model, skip connections included). Empty in ordinary use.
@@ -283,6 +285,55 @@ def _like(value, reference):
     xp = get_array_module(reference)
     host = value if backend.is_array(value) else backend.np.asarray(value)
     return xp.asarray(to_numpy(host).astype(reference.dtype, copy=True))
+
+
+def accepts_unbatched(cls):
+    """Class decorator: the layer also takes one unbatched sample (C, H, W), as PyTorch's
+    image layers do, and answers it unbatched.
+
+    The layer's own ``forward``/``backward`` are written for (N, C, H, W) only. For a 3-D
+    ``x`` the wrapped ``forward`` adds the batch axis (also to any other 3-D array argument,
+    such as MaxUnpool2d's ``indices``), calls the layer on (1, C, H, W) and removes the axis
+    again from the output (from each array of a tuple output, such as ``(y, indices)``); the
+    wrapped ``backward`` checks ``dy`` against that unbatched output, adds the axis to it
+    and removes it from ``dx``. A layer can read ``self._unbatched`` during its forward
+    (ConvTranspose2d does, for its ``output_size``). Any other rank is refused naming both
+    layouts. The layer must have a ``_where`` string naming it for messages.
+    """
+    forward, backward = cls.forward, cls.backward
+
+    @functools.wraps(forward)
+    def wrapped_forward(self, x, *args, **kwargs):
+        if is_array(x) and x.ndim not in (3, 4):
+            raise ValueError(f"{self._where}: expected x of rank 3 (C, H, W) or 4 "
+                             f"(N, C, H, W), got x of shape {tuple(x.shape)}")
+        unbatched = is_array(x) and x.ndim == 3
+        object.__setattr__(self, "_unbatched", unbatched)
+        if not unbatched:
+            return forward(self, x, *args, **kwargs)
+        for i, a in enumerate(args, start=1):
+            if is_array(a) and a.ndim != 3:
+                raise ValueError(f"{self._where}: x is one unbatched sample of shape "
+                                 f"{tuple(x.shape)}, but argument {i} has shape "
+                                 f"{tuple(a.shape)}; give both with or both without the "
+                                 f"batch axis")
+        args = tuple(a[None] if is_array(a) else a for a in args)
+        output = forward(self, x[None], *args, **kwargs)
+        output = tuple(o[0] for o in output) if isinstance(output, tuple) else output[0]
+        y = output[0] if isinstance(output, tuple) else output
+        object.__setattr__(self, "_unbatched_output", (tuple(y.shape), y.dtype))
+        return output
+
+    @functools.wraps(backward)
+    def wrapped_backward(self, dy):
+        if not getattr(self, "_unbatched", False):
+            return backward(self, dy)
+        shape, dtype = self._unbatched_output
+        check_grad(self._where, dy, shape, dtype)
+        return backward(self, dy[None])[0]
+
+    cls.forward, cls.backward = wrapped_forward, wrapped_backward
+    return cls
 
 
 class Sequential(Module):

@@ -24,6 +24,18 @@ class BatchNorm2d(Module):
     state_dict keys, as PyTorch's: ``weight``, ``bias`` (if ``affine``), ``running_mean``,
     ``running_var``, ``num_batches_tracked`` (if ``track_running_stats``). As in PyTorch
     2.13, the keyword ``bias=False`` keeps the scale but drops the shift.
+
+    As PyTorch 2.13:
+
+    - the input must be a batch (N, C, H, W); one unbatched (C, H, W) sample is refused
+      (pass ``x[None]``);
+    - ``eps=0`` is accepted at construction and in evaluation with running statistics, but
+      a forward that normalizes with batch statistics (training, or
+      ``track_running_stats=False``) refuses it. A negative ``eps`` is refused at
+      construction (PyTorch accepts it there and fails later);
+    - a batch with no values (N = 0, or H or W = 0) gives an empty output, leaves the running
+      statistics as they were (in training ``num_batches_tracked`` still counts it) and has
+      zero parameter gradients.
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
@@ -94,10 +106,20 @@ class BatchNorm2d(Module):
     def forward(self, x):
         """x: (N, C, H, W) -> y: (N, C, H, W)."""
         arrays = self._arrays()
+        if backend.is_array(x) and x.ndim == 3:
+            raise ValueError(f"{self._where}: expected x of rank 4 (N, C, H, W), got x of "
+                             f"shape {tuple(x.shape)}; BatchNorm2d needs a batch, as in "
+                             f"PyTorch (for one (C, H, W) sample pass x[None])")
         checks.check_input(self._where, x, channels=self.num_features,
                            dtype=arrays[0].dtype if arrays else None)
         checks.check_same_device(self._where, x, *arrays)
         use_batch_stats = self.training or not self.track_running_stats
+        if use_batch_stats and not self.eps > 0.0:
+            raise ValueError(f"{self._where}: eps must be positive when normalizing with batch "
+                             f"statistics (training, or track_running_stats=False), got "
+                             f"{self.eps!r} (as in PyTorch)")
+        if use_batch_stats and x.size == 0:
+            return self._empty_batch(x)
         if use_batch_stats:
             check_batch_statistics(self._where, x)
 
@@ -122,11 +144,23 @@ class BatchNorm2d(Module):
         self._cache = (cache, tuple(y.shape), y.dtype)
         return y
 
+    def _empty_batch(self, x):
+        """A batch with no values, in a forward with batch statistics: there are no
+        statistics to take, so, as PyTorch, the output is empty and the running statistics
+        stay (the counter counts the batch)."""
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked[...] += 1
+        self._cache = (None, tuple(x.shape), x.dtype)
+        return x.copy()
+
     def backward(self, dy):
         """dy: (N, C, H, W) -> dx: (N, C, H, W); adds into weight.grad and bias.grad."""
         checks.check_cache(self._where, self._cache)
         cache, shape, dtype = self._cache
         checks.check_grad(self._where, dy, shape, dtype)
+        if cache is None:  # an empty batch: nothing reaches the parameters
+            self._cache = None
+            return dy.copy()
         checks.check_same_device(self._where, dy, cache.inv_std)
         dx, dweight, dbias = batch_norm_backward(dy, cache)
         for param, grad in ((self.weight, dweight), (self.bias, dbias)):

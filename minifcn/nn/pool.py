@@ -7,6 +7,9 @@ and ``MaxUnpool2d`` together are SegNet's encoder/decoder pair::
     pool, unpool = MaxPool2d(2, return_indices=True), MaxUnpool2d(2)
     y, indices = pool(x)
     x_up = unpool(y, indices)       # the maxima back at their places, zeros elsewhere
+
+Each also takes one unbatched sample (C, H, W) (and MaxUnpool2d its (C, H, W) indices),
+answering unbatched, as PyTorch's.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from ..functional.pool import (
     max_unpool_output_size,
     pool_output_size,
 )
-from .module import Module
+from .module import Module, accepts_unbatched
 
 __all__ = ["AvgPool2d", "MaxPool2d", "MaxUnpool2d"]
 
@@ -62,6 +65,7 @@ class _Pool2d(Module):
         return dx
 
 
+@accepts_unbatched
 class MaxPool2d(_Pool2d):
     """The maximum of each ``kernel_size`` window (taps ``dilation`` apart, moved by
     ``stride``) of an (N, C, H, W) input padded with -inf: y is (N, C, OH, OW), sizes as
@@ -102,6 +106,7 @@ class MaxPool2d(_Pool2d):
                 f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
 
 
+@accepts_unbatched
 class AvgPool2d(_Pool2d):
     """The mean of each ``kernel_size`` window (moved by ``stride``) of an (N, C, H, W) input
     padded with zeros: y is (N, C, OH, OW). Each window's sum is divided by, as PyTorch:
@@ -148,6 +153,7 @@ class AvgPool2d(_Pool2d):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
+@accepts_unbatched
 class MaxUnpool2d(_Pool2d):
     """The inverse of a max pooling up to its lost values: each value of x goes back to the
     position its ``indices`` (from ``MaxPool2d(..., return_indices=True)``) record, in a

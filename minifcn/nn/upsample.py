@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from numbers import Real
 
+from ..backend import is_array
 from ..checks import as_pair, check_cache, check_grad, check_input
 from ..functional.upsample import (
     MODES,
@@ -39,6 +40,10 @@ class Upsample(Module):
 
     ``align_corners`` is for ``"bilinear"`` only (None means False, PyTorch's default); with
     ``"nearest"`` it must stay None, as PyTorch requires.
+
+    Only 4-D input: to PyTorch's ``Upsample`` a 3-D input is (N, C, L), resized along L
+    alone (1-D interpolation), not one (C, H, W) image; minifcn does not do 1-D resizing and
+    refuses it (pass ``x[None]`` for one image).
     """
 
     def __init__(self, size=None, scale_factor=None, mode: str = "nearest",
@@ -77,6 +82,11 @@ class Upsample(Module):
 
     def forward(self, x):
         """x (N, C, H, W) -> y (N, C, OH, OW)."""
+        if is_array(x) and x.ndim == 3:
+            raise ValueError(f"{self._where}: expected x of rank 4 (N, C, H, W), got x of shape "
+                             f"{tuple(x.shape)}; PyTorch reads a 3-D input as (N, C, L) and "
+                             f"resizes L alone, which minifcn does not do; for one (C, H, W) "
+                             f"image pass x[None]")
         check_input(self._where, x, ndim=4)
         size, scales = upsample_output_size(x.shape[2:], self._size, self._scale_factor,
                                             self.recompute_scale_factor)

@@ -69,6 +69,7 @@ class ConvConfig:
     padding: tuple[int, int]
     dilation: tuple[int, int]
     output_padding: tuple[int, int] = (0, 0)
+    groups: int = 1
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
@@ -113,6 +114,39 @@ def conv_configs(draw, transposed: bool = False, max_extra: int = 6) -> ConvConf
         dilation=dilation,
         output_padding=output_padding,
     )
+
+
+@st.composite
+def grouped_conv_configs(draw, transposed: bool = False) -> ConvConfig:
+    """A ``conv_configs`` problem (``transposed_configs`` when ``transposed``) with 2-3
+    groups of 1-2 input and 1-3 output channels each; a third of the draws are depthwise
+    (one input channel per group, the output channels a multiplier of 1-3 of them)."""
+    config = draw(transposed_configs() if transposed else conv_configs())
+    groups = draw(st.integers(2, 3))
+    per_group_in = 1 if draw(st.integers(0, 2)) == 0 else draw(st.integers(1, 2))
+    per_group_out = draw(st.integers(1, 3))
+    return dataclasses.replace(config, in_channels=groups * per_group_in,
+                               out_channels=groups * per_group_out, groups=groups)
+
+
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+@st.composite
+def padding_mode_configs(draw) -> tuple[ConvConfig, str]:
+    """(a ``conv_configs`` problem with groups 1-2, a padding mode) that PyTorch accepts:
+    reflect padding smaller than the input, circular padding at most the input."""
+    config = draw(conv_configs())
+    mode = draw(st.sampled_from(PADDING_MODES))
+    if draw(st.booleans()):
+        config = dataclasses.replace(config, in_channels=2 * config.in_channels,
+                                     out_channels=2 * config.out_channels, groups=2)
+    limit = {"reflect": 1, "circular": 0}.get(mode)
+    if limit is not None:  # grow the input until the padding fits the mode
+        size = tuple(max(n, p + limit) for n, p in zip(config.size, config.padding,
+                                                        strict=True))
+        config = dataclasses.replace(config, size=size)
+    return config, mode
 
 
 @dataclass(frozen=True)

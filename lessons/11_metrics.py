@@ -33,7 +33,7 @@ from minifcn import course
 from minifcn.data import IGNORE_INDEX, PALETTE, Shapes, colorize
 from minifcn.metrics import ConfusionMatrix
 
-lesson = course.start(__doc__, exercises=["metrics"])
+lesson = course.start(__doc__, exercises=["metrics", "cross_entropy"])
 NUM_IMAGES = 40 if lesson.quick else 400
 C = Shapes.num_classes
 CLASSES = Shapes.CLASSES

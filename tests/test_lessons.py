@@ -74,4 +74,4 @@ def test_a_lesson_ends_by_pointing_to_its_exercise(tmp_path):
                             env={**os.environ, "MPLBACKEND": "Agg"})
     assert result.returncode == 0, result.stderr
     assert ("Now build it yourself: minifcn exercises start metrics, fill it in, then "
-            "minifcn exercises check metrics.") in result.stdout
+            "minifcn exercises check metrics (and after it: cross_entropy).") in result.stdout

@@ -83,10 +83,11 @@ def gradient_check(learner: Learner, forward: str, backward: str, inputs: dict,
                                        inputs, wrt, static=static, eps=eps)
     except AssertionError as error:
         # The configuration is shown once, by the report, as the smallest failing one.
-        raise CheckFailed(str(error), config=config,
-                          symptom="your backward does not match the slope of your own "
-                                  "forward; compare the formula for this gradient with "
-                                  "the forward line by line") from None
+        message = str(error)
+        symptom = None if "shape" in message else (
+            "your backward does not match the slope of your own forward; compare the "
+            "formula for this gradient with the forward line by line")
+        raise CheckFailed(message, config=config, symptom=symptom) from None
     return f"worst relative error {report.max_error:.1e} (tolerance 1e-6)"
 
 

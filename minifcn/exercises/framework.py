@@ -25,6 +25,7 @@ import os
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -206,6 +207,8 @@ def _generic_symptoms(name: str) -> list[Symptom]:
         return None
 
     def constant_factor(got, expected):
+        if np.count_nonzero(expected) < 2:  # any two numbers are "proportional"
+            return None
         scale = float(np.vdot(got.ravel(), expected.ravel()))
         norm = float(np.vdot(expected.ravel(), expected.ravel()))
         if norm == 0.0 or scale == 0.0:
@@ -248,9 +251,13 @@ def compare(name: str, got, expected, *, rtol: float = 1e-7, atol: float = 1e-9,
     got = np.asarray(to_numpy(got) if backend.is_array(got) else got)
     expected = np.asarray(expected)
     if got.shape != expected.shape:
+        # A recogniser may know this shape (a transposed weight has the transposed shape).
+        symptom = next((text for text in (recognise(got.astype(np.float64),
+                                                    expected.astype(np.float64))
+                                          for recognise in symptoms) if text), None)
         raise CheckFailed(f"{name} has shape {got.shape}; expected {expected.shape}",
-                          symptom=(f"the shape follows {shape_hint}" if shape_hint else
-                                   "check which axes you sum over or keep"),
+                          symptom=symptom or (f"the shape follows {shape_hint}" if shape_hint
+                                              else "check which axes you sum over or keep"),
                           config=config)
     message = mismatch_report(got, expected, name=name, rtol=rtol, atol=atol)
     if message is None:
@@ -453,7 +460,11 @@ def run_exercise(exercise: Exercise, functions: dict[str, Callable] | None = Non
             continue
         start = time.perf_counter()
         try:
-            note = check.run(learner)
+            with warnings.catch_warnings():
+                # An overflow in a learner's code shows up as inf or NaN in the results,
+                # which the checks report with their cause; the warning would only repeat it.
+                warnings.simplefilter("ignore", RuntimeWarning)
+                note = check.run(learner)
         except NotImplementedYet as stub:
             report.not_implemented = stub
             report.results.append(CheckResult(check, "todo"))

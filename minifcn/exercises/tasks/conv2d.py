@@ -20,13 +20,13 @@ from ..common import (
 )
 from ..framework import Check, CheckFailed, Exercise, compare, for_all, looks_like, only_where
 
-SHAPE = ("OH = (H + 2*PH - DH*(KH - 1) - 1) // SH + 1, and the same for OW; "
-         "y is (N, F, OH, OW)")
+SHAPE = "(N, F, OH, OW) with OH = (H + 2*PH - DH*(KH - 1) - 1) // SH + 1, and so for OW"
 
 def _case(drawn) -> dict:
     config, bias = drawn
     case = config_dict(config, bias=bias)
-    del case["output_padding"]  # a transposed convolution's, not this exercise's
+    for unused in ("output_padding", "groups"):  # not arguments of this exercise
+        case.pop(unused, None)
     return case
 
 
@@ -83,14 +83,14 @@ def _backward(learner, case, which: str):
     if which == "dx":
         overlap = coverage(case["size"], case["kernel_size"], case["stride"], case["padding"],
                            case["dilation"]) > 1
-        compare("dx", grads[0], dx, config=case, shape_hint="dx has x's shape (N, C, H, W)",
+        compare("dx", grads[0], dx, config=case, shape_hint="x's shape (N, C, H, W)",
                 symptoms=(only_where(
                     lambda e: overlap,
                     "dx is wrong only at pixels that several windows read: their "
                     "contributions must be ADDED (col2im uses +=, not =)"),))
     elif which == "dweight":
         compare("dweight", grads[1], dweight, config=case,
-                shape_hint="dweight has weight's shape (F, C, KH, KW)", symptoms=(
+                shape_hint="weight's shape (F, C, KH, KW)", symptoms=(
                     looks_like(lambda e: e[..., ::-1, ::-1],
                                "dweight has its kernel flipped: dW[f, c, i, j] pairs dy[n, "
                                "f, oh, ow] with x[n, c, oh*SH + i*DH, ow*SW + j*DW]"),
@@ -106,7 +106,7 @@ def _backward(learner, case, which: str):
                               config=case)
     else:
         compare("dbias", grads[2], dbias, config=case,
-                shape_hint="dbias is (F,): dy summed over N, OH and OW")
+                shape_hint="(F,): dy summed over N, OH and OW")
 
 
 def check_backward(which: str):

@@ -1,7 +1,7 @@
 """dbias sums dy over the batch and the channels, (0, 1), instead of the batch and the
 pixels, (0, 2, 3).
 
-Symptom: dbias is (F,): dy summed over N, OH and OW
+Symptom: the shape follows (F,): dy summed over N, OH and OW
 """
 
 from minifcn.backend import get_array_module

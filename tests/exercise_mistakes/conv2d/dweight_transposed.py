@@ -1,7 +1,7 @@
 """dweight comes out with its channel axes swapped, (C, F, KH, KW): the weight gradient
 was computed as cols @ dy_mat.T, (C*KH*KW, F), and reshaped as it came.
 
-Symptom: dweight has weight's shape (F, C, KH, KW)
+Symptom: dweight has its channel axes swapped (transposed)
 """
 
 from minifcn.backend import get_array_module

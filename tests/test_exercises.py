@@ -245,3 +245,12 @@ def test_train_layers_needs_a_folder(tmp_path, capsys):
                           "1", "--train-size", "8", "--val-size", "8", "--out",
                           str(tmp_path / "run"), "--quiet")
     assert status == 1 and "is not a folder" in out
+
+
+def test_without_hypothesis_the_command_says_which_extra_to_install(capsys, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "hypothesis", None)  # as if not installed
+    monkeypatch.setattr(exercises, "_cache", {})
+    status, out = run_cli(capsys, "exercises", "list")
+    assert status == 1
+    assert out.strip() == ('minifcn exercises: error: the exercise checks draw their cases '
+                           'with hypothesis: pip install "minifcn[test]"')

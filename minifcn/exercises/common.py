@@ -10,8 +10,8 @@ from .. import backend
 from ..backend import np
 from .framework import Check, CheckFailed, Learner, NotImplementedYet, compare, on_strict_gpu
 
-__all__ = ["arg", "config_dict", "coverage", "gradient_check", "gpu_check", "inputs_for",
-           "is_tuple_of"]
+__all__ = ["arg", "compare_bias_grad", "config_dict", "coverage", "gradient_check",
+           "gpu_check", "inputs_for", "is_tuple_of"]
 
 
 def config_dict(config, **extra) -> dict:
@@ -53,6 +53,18 @@ def is_tuple_of(value, count: int, name: str) -> tuple:
                else f"a {type(value).__name__}")
         raise CheckFailed(f"{name} should return a tuple of {count} items, got {got}")
     return value
+
+
+def compare_bias_grad(function: str, got, expected, has_bias: bool, shape_hint: str,
+                      config) -> None:
+    """dbias as a backward returns it: None when the forward had no bias, else compared."""
+    if not has_bias:
+        if got is not None:
+            raise CheckFailed(f"{function} returned a dbias although bias was None",
+                              symptom="return None as dbias when the forward had no bias",
+                              config=config)
+        return
+    compare("dbias", got, expected, config=config, shape_hint=shape_hint)
 
 
 def coverage(size, kernel, stride, padding, dilation=(1, 1)) -> np.ndarray:

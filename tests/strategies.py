@@ -159,3 +159,39 @@ def upsample_configs(draw):
                            st.floats(0.5, 4.0).map(lambda f: round(f, 2)))
         kwargs["scale_factor"] = tuple(max(draw(factor), 1.0 / n) for n in shape[2:])
     return shape, kwargs
+
+
+@dataclass(frozen=True)
+class LinearConfig:
+    """One fully connected problem: x (*leading, in_features) -> y (*leading, out_features)."""
+
+    leading: tuple[int, ...]
+    in_features: int
+    out_features: int
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (*self.leading, self.in_features)
+
+
+@st.composite
+def linear_configs(draw, max_features: int = 6) -> LinearConfig:
+    """0-3 leading dimensions of 1-3 each (none: a single sample, as PyTorch allows) and
+    1-``max_features`` input and output features."""
+    return LinearConfig(
+        leading=tuple(draw(st.lists(st.integers(1, 3), max_size=3))),
+        in_features=draw(st.integers(1, max_features)),
+        out_features=draw(st.integers(1, max_features)),
+    )
+
+
+@st.composite
+def flatten_configs(draw) -> tuple[tuple[int, ...], int, int]:
+    """(shape, start_dim, end_dim): a shape of rank 1-5 (sizes 1-3) and dims PyTorch accepts,
+    each either counted from the front or from the end (negative), start_dim <= end_dim."""
+    shape = tuple(draw(st.lists(st.integers(1, 3), min_size=1, max_size=5)))
+    rank = len(shape)
+    start = draw(st.integers(0, rank - 1))
+    end = draw(st.integers(start, rank - 1))
+    return (shape, start - rank if draw(st.booleans()) else start,
+            end - rank if draw(st.booleans()) else end)

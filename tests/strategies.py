@@ -195,3 +195,16 @@ def flatten_configs(draw) -> tuple[tuple[int, ...], int, int]:
     end = draw(st.integers(start, rank - 1))
     return (shape, start - rank if draw(st.booleans()) else start,
             end - rank if draw(st.booleans()) else end)
+
+
+@st.composite
+def adaptive_pool_configs(draw):
+    """(input shape, output_size): an input of 1-9 x 1-9 pixels and an output_size as
+    PyTorch takes it: an int, or a pair whose entries are ints or None (keep that axis). The
+    sizes run to 10, past the input's, where neighbouring windows share pixels."""
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)),
+             draw(st.integers(1, 9)), draw(st.integers(1, 9)))
+    size = st.integers(1, 10)
+    output_size = draw(st.one_of(size, st.tuples(st.one_of(size, st.none()),
+                                                 st.one_of(size, st.none()))))
+    return shape, output_size

@@ -16,7 +16,7 @@ from minifcn import backend
 from minifcn.functional import linear as F
 from minifcn.gradcheck import gradcheck_module
 from minifcn.models import summary
-from minifcn.nn import Conv2d, Flatten, Linear, ReLU, Sequential
+from minifcn.nn import AdaptiveAvgPool2d, Conv2d, Flatten, Linear, ReLU, Sequential
 
 # Linear is linear in x and in the weight: central differences have no truncation error, only
 # rounding (about |L| * 1e-16 / eps), so a large step is the accurate one (as for Conv2d).
@@ -282,13 +282,20 @@ def test_linear_naive_runs_on_every_backend(bk):
 
 # --- summary -------------------------------------------------------------------------------
 
-def test_summary_lists_flatten_and_linear():
-    model = Sequential(Conv2d(3, 4, 3, stride=2), ReLU(), Flatten(), Linear(4 * 3 * 3, 5))
+@pytest.mark.parametrize("pool", [False, True])
+def test_summary_lists_flatten_and_linear(pool):
+    """A classifier's tail: (global average pooling,) flatten, fully connected."""
+    features = 4 if pool else 4 * 3 * 3
+    tail = [AdaptiveAvgPool2d(1)] if pool else []
+    model = Sequential(Conv2d(3, 4, 3, stride=2), ReLU(), *tail, Flatten(),
+                       Linear(features, 5))
     table = summary(model, (2, 3, 7, 7))
-    assert [row.kind for row in table.rows] == ["Conv2d", "ReLU", "Flatten", "Linear"]
-    assert [row.output_shape for row in table.rows][2:] == [(2, 36), (2, 5)]
-    assert table.rows[-1].params == 36 * 5 + 5
-    assert table.total_params == 4 * 3 * 9 + 4 + 36 * 5 + 5
+    assert [row.kind for row in table.rows] == \
+        ["Conv2d", "ReLU", *(["AdaptiveAvgPool2d"] if pool else []), "Flatten", "Linear"]
+    assert [row.output_shape for row in table.rows][-2:] == [(2, features), (2, 5)]
+    assert table.rows[-1].params == features * 5 + 5
+    assert table.total_params == 4 * 3 * 9 + 4 + features * 5 + 5
+    assert "Linear" in str(table)
 
 
 # --- bad arguments and inputs --------------------------------------------------------------

@@ -35,6 +35,9 @@ from .merge import (
 )
 from .norm import batch_norm_backward, batch_norm_forward
 from .pool import (
+    adaptive_avg_pool2d_backward,
+    adaptive_avg_pool2d_forward,
+    adaptive_avg_pool2d_naive,
     avg_pool2d_backward,
     avg_pool2d_forward,
     avg_pool2d_naive,
@@ -48,6 +51,7 @@ from .pool import (
 from .upsample import upsample_backward, upsample_forward, upsample_output_size
 
 __all__ = [
+    "adaptive_avg_pool2d_backward", "adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_naive",
     "add_backward", "add_forward", "avg_pool2d_backward", "avg_pool2d_forward",
     "avg_pool2d_naive", "batch_norm_backward", "batch_norm_forward", "center_crop_offset",
     "col2im", "concat_backward", "concat_forward", "conv2d_backward", "conv2d_forward",

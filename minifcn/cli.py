@@ -1,7 +1,9 @@
-"""The ``minifcn`` command: ``train``, ``evaluate`` and ``predict``.
+"""The ``minifcn`` command: ``train``, ``pretrain``, ``evaluate`` and ``predict``.
 
     minifcn train                         # FCN-8s on toy shapes, on the CPU
     minifcn train --model unet --epochs 5 --out runs/unet
+    minifcn pretrain                      # a classifier on toy shape labels (96 x 96)
+    minifcn train --init-from runs/classifier/best.npz    # FCN-8s started from it
     minifcn evaluate --checkpoint runs/latest/best.npz
     minifcn predict --checkpoint runs/latest/best.npz photo.png --out masks/
 
@@ -27,7 +29,7 @@ USER_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError,
 
 def _parser() -> argparse.ArgumentParser:
     from .models import MODELS, UPSAMPLE_MODES
-    from .train import TrainConfig
+    from .train import TrainConfig, pretrain_config
 
     defaults = TrainConfig()
     parser = argparse.ArgumentParser(prog="minifcn", description=__doc__.split("\n\n")[0])
@@ -60,6 +62,28 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--out", default=defaults.out, metavar="DIR")
     train.add_argument("--resume", default=None, metavar="CKPT")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument("--init-from", default=None, metavar="CKPT",
+                       help="start an FCN's encoder, fc6 and fc7 from a classifier checkpoint "
+                            "(minifcn pretrain)")
+
+    pre = pretrain_config()
+    pretrain = commands.add_parser(
+        "pretrain", help="train the image classifier an FCN can start from",
+        description="Train the classifier (the segmenters' encoder, fc6, fc7, class scores) "
+                    "to name the shape covering the most pixels of 96 x 96 toy images; "
+                    "then: minifcn train --init-from OUT/best.npz")
+    for flag, kind in (("--epochs", int), ("--batch-size", int), ("--lr", float),
+                       ("--weight-decay", float), ("--image-size", int),
+                       ("--train-size", int), ("--val-size", int), ("--seed", int)):
+        pretrain.add_argument(flag, type=kind, default=getattr(pre, flag[2:].replace("-", "_")))
+    pretrain.add_argument("--optimizer", default=pre.optimizer, choices=["adam", "sgd"])
+    pretrain.add_argument("--schedule", default=pre.schedule,
+                          choices=["constant", "step", "cosine", "poly"])
+    pretrain.add_argument("--no-flip", action="store_true", help="no random flips")
+    pretrain.add_argument("--device", default=pre.device, choices=list(backend.DEVICES))
+    pretrain.add_argument("--out", default=pre.out, metavar="DIR")
+    pretrain.add_argument("--resume", default=None, metavar="CKPT")
+    pretrain.add_argument("--quiet", action="store_true", help="no progress bars")
 
     evaluate = commands.add_parser("evaluate", help="metrics of a checkpoint")
     evaluate.add_argument("--checkpoint", required=True, metavar="CKPT")
@@ -83,7 +107,19 @@ def _train(args) -> None:
                          train_size=args.train_size, val_size=args.val_size, data=args.data,
                          seed=args.seed, device=args.device, out=args.out,
                          upsample=args.upsample, class_weights=args.class_weights,
-                         flip=not args.no_flip)
+                         flip=not args.no_flip, init_from=args.init_from)
+    train(config, resume=args.resume, progress=not args.quiet)
+
+
+def _pretrain(args) -> None:
+    from .train import pretrain_config, train
+
+    config = pretrain_config(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                             optimizer=args.optimizer, schedule=args.schedule,
+                             weight_decay=args.weight_decay, image_size=args.image_size,
+                             train_size=args.train_size, val_size=args.val_size,
+                             seed=args.seed, device=args.device, out=args.out,
+                             flip=not args.no_flip)
     train(config, resume=args.resume, progress=not args.quiet)
 
 
@@ -99,10 +135,22 @@ def _load_model(path: str, device: str):
 
 
 def _evaluate(args) -> None:
-    from .data import DataLoader, SegmentationFolder, Shapes
-    from .train import evaluate
+    from .data import DataLoader, SegmentationFolder, ShapeLabels, Shapes
+    from .train import evaluate, evaluate_classifier
 
     model, config = _load_model(args.checkpoint, args.device)
+    if config.is_classifier:
+        if args.data is not None:
+            raise ValueError("--data is for segmenters; this checkpoint holds the classifier")
+        dataset = ShapeLabels(config.val_size, config.image_size, config.seed, split="val")
+        results = evaluate_classifier(model, DataLoader(dataset, config.batch_size,
+                                                        device=args.device))
+        print(f"{config.model} on {len(dataset)} validation images")
+        print(f"  {'accuracy':<24}{results['accuracy']:.4f}")
+        print(f"  {'mean accuracy':<24}{results['mean_acc']:.4f}")
+        for name, value in zip(dataset.classes, results["per_class_acc"], strict=True):
+            print(f"    {name:<22}{value:.4f}")
+        return
     if args.data is not None:
         dataset = SegmentationFolder(args.data, split="val", image_size=config.image_size)
     else:
@@ -123,7 +171,10 @@ def _predict(args) -> None:
     from .data import load_image, save_mask_png
     from .viz import predict_masks
 
-    model, _ = _load_model(args.checkpoint, args.device)
+    model, config = _load_model(args.checkpoint, args.device)
+    if config.is_classifier:
+        raise ValueError(f"{args.checkpoint} holds the classifier, which names one shape per "
+                         f"image and draws no mask; predict needs a segmenter")
     os.makedirs(args.out, exist_ok=True)
     stride = model.encoder.stride
     for path in args.images:
@@ -143,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from .train import TrainingDiverged
 
-    command = {"train": _train, "evaluate": _evaluate, "predict": _predict}[args.command]
+    command = {"train": _train, "pretrain": _pretrain, "evaluate": _evaluate,
+               "predict": _predict}[args.command]
     try:
         command(args)
     except (*USER_ERRORS, TrainingDiverged) as error:

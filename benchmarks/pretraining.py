@@ -37,16 +37,22 @@ def main(argv=None) -> int:
     parser.add_argument("--classifier", default=None, metavar="CKPT",
                         help="a classifier checkpoint to start from (default: pretrain one)")
     parser.add_argument("--pretrain-epochs", type=int, default=4)
-    parser.add_argument("--pretrain-size", type=int, default=2000)
+    parser.add_argument("--pretrain-size", type=int, default=4000)
     parser.add_argument("--pretrain-val-size", type=int, default=300)
+    parser.add_argument("--pretrain-lr", type=float, default=1e-3)
     parser.add_argument("--model", default="fcn8s", choices=["fcn8s", "fcn16s", "fcn32s"])
     parser.add_argument("--train-size", type=int, default=200)
     parser.add_argument("--val-size", type=int, default=300)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--widths", type=int, nargs=5, default=None, metavar="W",
+                        help="encoder widths of the classifier and the FCNs, e.g. 8 16 32 32 "
+                             "64 (fc6/fc7 then as wide as the last; default: the models' own)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     parser.add_argument("--runs", default=str(REPO / "runs" / "pretraining"))
     args = parser.parse_args(argv)
+    options = ({} if args.widths is None else
+               {"widths": tuple(args.widths), "head_channels": args.widths[-1]})
 
     def log_as(tag):
         return lambda line: print(f"[{tag}] {line}", flush=True)
@@ -54,7 +60,8 @@ def main(argv=None) -> int:
     classifier, pretrain_seconds, pretrain_row = args.classifier, None, None
     if classifier is None:
         config = pretrain_config(epochs=args.pretrain_epochs, train_size=args.pretrain_size,
-                                 val_size=args.pretrain_val_size,
+                                 val_size=args.pretrain_val_size, lr=args.pretrain_lr,
+                                 model_options=dict(options),
                                  out=os.path.join(args.runs, "classifier"))
         started = time.perf_counter()
         pretrain_row = train(config, progress=False, log=log_as("pretrain"))
@@ -72,6 +79,7 @@ def main(argv=None) -> int:
             config = TrainConfig(model=args.model, epochs=args.epochs,
                                  train_size=args.train_size, val_size=args.val_size,
                                  seed=seed, out=os.path.join(args.runs, f"{start}-{seed}"),
+                                 model_options=dict(options),
                                  init_from=classifier if start == "classifier" else None)
             started = time.perf_counter()
             last = train(config, progress=False, log=log_as(f"{start} seed {seed}"))
@@ -96,11 +104,14 @@ def _report(results, args, classifier, pretrain_row, pretrain_seconds) -> list[s
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     if pretrain_seconds is not None:
         pretrained = (f"pre-trained here: {args.pretrain_epochs} epochs of "
-                      f"{args.pretrain_size} images, {pretrain_seconds:.0f} s, validation "
+                      f"{args.pretrain_size} images, Adam lr {args.pretrain_lr:g}, "
+                      f"{pretrain_seconds:.0f} s, validation "
                       f"accuracy {pretrain_row['accuracy']:.3f} (3 classes)")
     else:
         pretrained = (f"`{classifier}`, validation accuracy "
                       f"{pretrain_row.get('accuracy', float('nan')):.3f} (3 classes)")
+    widths = ("the models' defaults" if args.widths is None else
+              f"encoder {tuple(args.widths)}, fc6 and fc7 {args.widths[-1]}")
     lines = [
         f"# {args.model} from a pre-trained classifier against from scratch, few masks",
         "",
@@ -112,12 +123,13 @@ def _report(results, args, classifier, pretrain_row, pretrain_seconds) -> list[s
         f"- Python {platform.python_version()}, NumPy {numpy.__version__}, "
         f"minifcn {minifcn.__version__}",
         f"- Classifier: {pretrained}",
+        f"- Widths: {widths}",
         f"- Segmenter: {args.epochs} epochs of {args.train_size} labelled masks (64x64), "
         f"batch 16, Adam lr 3e-3, cosine schedule, random flips; validation mean IoU on "
         f"{args.val_size} images, last epoch. Both starts see the same data in the same "
         f"order (same seed).",
         "",
-        "| seed | from scratch | from the classifier | difference | time scratch / classifier (s) |",
+        "| seed | from scratch | from the classifier | difference | seconds (each) |",
         "|---:|---:|---:|---:|---:|",
     ]
     differences = []

@@ -47,7 +47,7 @@ def test_classifier_scores_and_backward_on_every_backend(bk, rng):
 
 def test_classifier_backward_matches_finite_differences(rng):
     model = tiny_classifier(rng, dropout=0.0)
-    report = gradcheck_module(model, rng.standard_normal((3, 3, 96, 96)), directions=2)
+    report = gradcheck_module(model, rng.standard_normal((2, 3, 96, 96)), directions=1)
     assert report.max_error < 1e-6, report
     assert {n for n, _ in model.named_parameters()} <= set(report.errors)
 
@@ -97,7 +97,7 @@ def test_converted_network_slides_the_classifier_over_a_larger_image(rng):
 def test_converted_backward_matches_finite_differences(rng):
     model = tiny_classifier(rng, dropout=0.0)
     dense = convolutionalize(model)
-    report = gradcheck_module(dense, rng.standard_normal((2, 3, 128, 96)), directions=1)
+    report = gradcheck_module(dense, rng.standard_normal((1, 3, 128, 96)), directions=1)
     assert report.max_error < 1e-6, report
 
 

@@ -295,8 +295,8 @@ def train(config: TrainConfig, resume: str | None = None, progress: bool = True,
         rows.append(row)
         log(f"epoch {epoch + 1}/{config.epochs}: train loss {row['train_loss']:.4f}, "
             f"val loss {row['val_loss']:.4f}, "
-            + "".join(f"{label} {row[k]:.4f}, " for k, label in reversed(task.measures))
-            + f"({row['seconds']:.1f} s)")
+            + ", ".join(f"{label} {row[k]:.4f}" for k, label in reversed(task.measures))
+            + f" ({row['seconds']:.1f} s)")
         _write_metrics(os.path.join(config.out, "metrics.csv"), rows, task.columns)
         _save(config, model, optimizer, scheduler, epoch, row, "checkpoint.npz")
         if row[task.score] > best:

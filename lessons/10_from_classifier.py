@@ -46,15 +46,18 @@ lesson = course.start(__doc__)
 WIDTHS = (4, 8, 16, 16, 32) if lesson.quick else (8, 16, 32, 32, 64)
 HEAD = WIDTHS[-1]
 WINDOW = 96  # the classifier's image size: pool5 is 3 x 3, the kernel of FCN's fc6
-CLASSIFIER_STEPS = 30 if lesson.quick else 240
-CLASSIFIER_IMAGES = 480 if lesson.quick else 3000
-FINETUNE_STEPS = 30 if lesson.quick else 150
+CLASSIFIER_STEPS = 30 if lesson.quick else 150
+CLASSIFIER_IMAGES = 480 if lesson.quick else 2400
+FINETUNE_STEPS = 30 if lesson.quick else 120
 MASKS = 200  # labelled masks for fine-tuning: the few-masks regime
 VAL_IMAGES = 48 if lesson.quick else 200
 BATCH, LR = 16, 1e-3
 SEG_SIZE, C_SEG = 64, Shapes.num_classes
-# The project's benchmark (benchmarks/results/pretraining.md), quoted in section 5.
-BENCHMARK = None
+# The project's benchmark, benchmarks/results/pretraining.md (FCN-8s at these widths, 200
+# masks, 15 epochs; the classifier pre-trained for 2 epochs of 4000 images), quoted in
+# section 5: validation mean IoU from scratch and from the classifier, per seed.
+BENCHMARK = {"classifier accuracy": 0.397, "majority": 0.397,
+             "scratch": (0.438, 0.394, 0.353), "classifier": (0.421, 0.391, 0.386)}
 
 
 def on_device(array, dtype=np.float32):
@@ -366,17 +369,45 @@ lesson.say(f"""
     {results['fcn8s classifier'][1]:.3f} ({gain['8s']:+.3f}). One run of each, at this
     small size and budget, is within the spread that changing the seed gives, so this
     lesson does not assert which start wins; the benchmark in section 5 repeats the
-    comparison over seeds at full width.
+    comparison over three seeds, longer.
 """)
 
 
 # ---------------------------------------------------------------------------------------
 lesson.heading("5. What the benchmark measured")
 
-lesson.say("""
-    benchmarks/pretraining.py does this at the default widths: one pre-training run, then
-    FCN-8s trained on 200 labelled masks for 20 epochs, from scratch and from the
-    converted classifier, for three seeds.
+scratch, started_ = np.array(BENCHMARK["scratch"]), np.array(BENCHMARK["classifier"])
+differences = started_ - scratch
+print(f"  {'seed':<8}{'from scratch':>14}{'from the classifier':>22}{'difference':>12}")
+for seed, (a, b) in enumerate(zip(scratch, started_, strict=True)):
+    print(f"  {seed:<8}{a:14.3f}{b:22.3f}{b - a:+12.3f}")
+print(f"  {'mean':<8}{scratch.mean():14.3f}{started_.mean():22.3f}"
+      f"{differences.mean():+12.3f}   (sd of the differences {differences.std(ddof=1):.3f})")
+print()
+assert abs(differences.mean()) < differences.std(ddof=1), "no difference beyond the spread"
+assert BENCHMARK["classifier accuracy"] <= BENCHMARK["majority"], "a classifier at chance"
+lesson.say(f"""
+    benchmarks/pretraining.py makes the comparison properly: one pre-training run (2 epochs
+    of 4000 images, 500 steps), then FCN-8s at this lesson's widths
+    trained on 200 labelled masks for 15 epochs, from scratch and from the converted
+    classifier, for three seeds, the same data in the same order within each seed. Mean
+    IoU {scratch.mean():.3f} from scratch, {started_.mean():.3f} from the classifier: a
+    difference of {differences.mean():+.3f}, smaller than its spread over the seeds
+    ({differences.std(ddof=1):.3f}). No benefit was measured, and the reason is upstream:
+    that classifier reached a validation accuracy of {BENCHMARK['classifier accuracy']:.3f},
+    exactly the share of the most common class. It had learned to answer "square" and
+    little else, so its encoder held nothing a segmenter could use.
+
+    That is the honest lesson of this toy: transfer is only as good as what the classifier
+    learned, and one label per image teaches slowly. Long et al. started from VGG-16,
+    trained on the 1.2 million labelled images of ImageNet, whose features already told
+    objects apart. Here the mechanics are all in place and checked (the conversion is
+    exact; the FCN starts with the classifier's encoder, fc6 and fc7); a classifier that
+    has learned more, after a longer pre-training, is what the same two commands would
+    transfer:
 """)
+print("    minifcn pretrain --epochs 8 --train-size 4000 --out runs/classifier")
+print("    minifcn train --init-from runs/classifier/best.npz --train-size 200 --epochs 15")
+print()
 
 lesson.done()

@@ -388,15 +388,16 @@ assert abs(differences.mean()) < differences.std(ddof=1), "no difference beyond 
 assert BENCHMARK["classifier accuracy"] <= BENCHMARK["majority"], "a classifier at chance"
 lesson.say(f"""
     benchmarks/pretraining.py makes the comparison properly: one pre-training run (2 epochs
-    of 4000 images, 500 steps), then FCN-8s at this lesson's widths
-    trained on 200 labelled masks for 15 epochs, from scratch and from the converted
-    classifier, for three seeds, the same data in the same order within each seed. Mean
+    of 4000 images), then FCN-8s at this lesson's widths trained on 200 labelled masks
+    for 15 epochs, from scratch and from the converted classifier, for three seeds, the
+    same data in the same order within each seed. Mean
     IoU {scratch.mean():.3f} from scratch, {started_.mean():.3f} from the classifier: a
     difference of {differences.mean():+.3f}, smaller than its spread over the seeds
     ({differences.std(ddof=1):.3f}). No benefit was measured, and the reason is upstream:
-    that classifier reached a validation accuracy of {BENCHMARK['classifier accuracy']:.3f},
-    exactly the share of the most common class. It had learned to answer "square" and
-    little else, so its encoder held nothing a segmenter could use.
+    that classifier's validation accuracy was {BENCHMARK['classifier accuracy']:.3f} after
+    each epoch (a longer run, 2000 steps, stayed there too), exactly the share of the most
+    common class. It had learned to answer "square" and
+    little else, so its encoder had little to pass on.
 
     That is the honest lesson of this toy: transfer is only as good as what the classifier
     learned, and one label per image teaches slowly. Long et al. started from VGG-16,

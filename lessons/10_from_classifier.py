@@ -278,8 +278,11 @@ def save_score_map_figure(path):
     axes[1].imshow(predicted * (0.35 + 0.65 * confidence[..., None]))
     for (i, j), p in np.ndenumerate(confidence):
         axes[1].text(j, i, f"{p:.2f}", ha="center", va="center", color="white", fontsize=8)
-    axes[1].set_title("converted classifier: class per window\n(brighter = surer; "
-                      "number = its probability)", fontsize=9)
+    calls = np.bincount(score_map.argmax(axis=0).ravel(), minlength=3)
+    tally = ", ".join(f"{n} {name}" for n, name in zip(calls, ShapeLabels.CLASSES,
+                                                         strict=True) if n)
+    axes[1].set_title(f"converted classifier: class per window ({tally})\n(brighter = "
+                      f"surer; number = its probability)", fontsize=9)
     axes[2].imshow(colours[truth])
     axes[2].set_title("truth: the shape covering most of\neach window (dark: no shape)",
                       fontsize=9)

@@ -97,7 +97,8 @@ lesson.say(f"""
     field of each score (RF, as summary() computes it) spans
     {rows['score_fr'].geometry.rf:g} px, more than the whole image. FCN-32s then has ONE
     up-sampling layer, x32, from that grid straight to the pixels. (Long et al. started
-    from a classifier pre-trained on ImageNet; these toy networks start from scratch.)
+    from a classifier pre-trained on ImageNet; these toy networks start from scratch here,
+    and lesson 10 starts them from a classifier.)
 """)
 
 

@@ -1,9 +1,12 @@
-"""The ``minifcn`` command: ``train``, ``evaluate``, ``predict`` and ``exercises``.
+"""The ``minifcn`` command: ``train``, ``pretrain``, ``evaluate``, ``predict`` and
+``exercises``.
 
     minifcn train                         # FCN-8s on toy shapes, on the CPU
     minifcn train --model unet --epochs 5 --out runs/unet
     minifcn train --data VOCdevkit/VOC2012 --image-size 128
     minifcn train --resume runs/unet/checkpoint.npz --epochs 8
+    minifcn pretrain                      # a classifier on toy shape labels (96 x 96)
+    minifcn train --init-from runs/classifier/best.npz    # FCN-8s started from it
     minifcn evaluate --checkpoint runs/latest/best.npz
     minifcn predict --checkpoint runs/latest/best.npz photo.png --out masks/
     minifcn exercises start conv2d        # then: minifcn exercises check conv2d
@@ -34,7 +37,7 @@ USER_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError,
 # default; the defaults themselves are TrainConfig's, stated in each help line.
 _RUN_OPTIONS = ("model", "epochs", "batch_size", "lr", "optimizer", "schedule", "weight_decay",
                 "image_size", "train_size", "val_size", "data", "num_classes", "class_names",
-                "upsample", "class_weights", "flip", "seed", "out", "layers")
+                "upsample", "class_weights", "flip", "seed", "out", "layers", "init_from")
 # What a resumed run may change: how long it runs, where it writes, where it computes,
 # where its data folder now is, and whose layer code computes (the same functions either
 # way). Anything else would no longer continue the same run.
@@ -44,7 +47,7 @@ _RESUME_MAY_CHANGE = ("epochs", "out", "device", "data", "layers")
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
     from .models import MODELS, UPSAMPLE_MODES
-    from .train import TrainConfig
+    from .train import TrainConfig, pretrain_config
 
     defaults = TrainConfig()
     parser = argparse.ArgumentParser(
@@ -125,6 +128,36 @@ def _parser() -> argparse.ArgumentParser:
                        help="the capstone of the exercise track: compute with your exercise "
                             "files in DIR (e.g. my_minifcn) wherever they implement a layer, "
                             "minifcn's layers elsewhere (default: minifcn's layers)")
+    train.add_argument("--init-from", metavar="CKPT",
+                       help="start an FCN's encoder, fc6 and fc7 from a classifier checkpoint "
+                            "written by minifcn pretrain (default: from scratch)")
+
+    pre = pretrain_config()
+    pretrain = commands.add_parser(
+        "pretrain", help="train the image classifier an FCN can start from",
+        description="Train the classifier (the segmenters' encoder, fc6, fc7, class scores) "
+                    "to name the shape covering the most pixels of 96 x 96 toy images; "
+                    "then: minifcn train --init-from OUT/best.npz")
+    for flag, kind in (("--epochs", int), ("--batch-size", int), ("--lr", float),
+                       ("--weight-decay", float), ("--image-size", int),
+                       ("--train-size", int), ("--val-size", int), ("--seed", int)):
+        pretrain.add_argument(flag, type=kind, default=getattr(pre, flag[2:].replace("-", "_")),
+                              help="as for train (default: %(default)s)")
+    pretrain.add_argument("--optimizer", default=pre.optimizer, choices=["adam", "sgd"],
+                          help="adam or sgd (default: %(default)s)")
+    pretrain.add_argument("--schedule", default=pre.schedule,
+                          choices=["constant", "step", "cosine", "poly"],
+                          help="how the learning rate changes (default: %(default)s)")
+    pretrain.add_argument("--no-flip", action="store_true",
+                          help="no random left-right flips (default: flips on)")
+    pretrain.add_argument("--device", default=pre.device, choices=list(backend.DEVICES),
+                          help="where to compute (default: %(default)s)")
+    pretrain.add_argument("--out", default=pre.out, metavar="DIR",
+                          help="folder for the run's files (default: %(default)s)")
+    pretrain.add_argument("--resume", default=None, metavar="CKPT",
+                          help="continue the run saved in this checkpoint (default: a new run)")
+    pretrain.add_argument("--quiet", action="store_true",
+                          help="no progress bars (default: progress bars on)")
 
     evaluate = commands.add_parser(
         "evaluate", help="metrics of a checkpoint",
@@ -230,6 +263,18 @@ def _train(args) -> None:
     train(config, resume=args.resume, progress=not args.quiet)
 
 
+def _pretrain(args) -> None:
+    from .train import pretrain_config, train
+
+    config = pretrain_config(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                             optimizer=args.optimizer, schedule=args.schedule,
+                             weight_decay=args.weight_decay, image_size=args.image_size,
+                             train_size=args.train_size, val_size=args.val_size,
+                             seed=args.seed, device=args.device, out=args.out,
+                             flip=not args.no_flip)
+    train(config, resume=args.resume, progress=not args.quiet)
+
+
 def _load_model(path: str, device: str):
     from .checkpoint import load_checkpoint
     from .train import TrainConfig, build_for_config
@@ -242,10 +287,22 @@ def _load_model(path: str, device: str):
 
 
 def _evaluate(args) -> None:
-    from .data import DataLoader, SegmentationFolder, Shapes
-    from .train import evaluate
+    from .data import DataLoader, SegmentationFolder, ShapeLabels, Shapes
+    from .train import evaluate, evaluate_classifier
 
     model, config = _load_model(args.checkpoint, args.device)
+    if config.is_classifier:
+        if args.data is not None:
+            raise ValueError("--data is for segmenters; this checkpoint holds the classifier")
+        dataset = ShapeLabels(config.val_size, config.image_size, config.seed, split="val")
+        results = evaluate_classifier(model, DataLoader(dataset, config.batch_size,
+                                                        device=args.device))
+        print(f"{config.model} on {len(dataset)} validation images")
+        print(f"  {'accuracy':<24}{results['accuracy']:.4f}")
+        print(f"  {'mean accuracy':<24}{results['mean_acc']:.4f}")
+        for name, value in zip(dataset.classes, results["per_class_acc"], strict=True):
+            print(f"    {name:<22}{value:.4f}")
+        return
     data = args.data if args.data is not None else config.data
     if data is not None:
         # The checkpoint's names and count (older checkpoints saved no names: the folder's).
@@ -272,7 +329,10 @@ def _predict(args) -> None:
     from .data import load_image, save_mask_png
     from .viz import predict_masks
 
-    model, _ = _load_model(args.checkpoint, args.device)
+    model, config = _load_model(args.checkpoint, args.device)
+    if config.is_classifier:
+        raise ValueError(f"{args.checkpoint} holds the classifier, which names one shape per "
+                         f"image and draws no mask; predict needs a segmenter")
     os.makedirs(args.out, exist_ok=True)
     stride = model.encoder.stride
     for path in args.images:
@@ -332,8 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from .train import TrainingDiverged
 
-    command = {"train": _train, "evaluate": _evaluate, "predict": _predict,
-               "exercises": _exercises}[args.command]
+    command = {"train": _train, "pretrain": _pretrain, "evaluate": _evaluate,
+               "predict": _predict, "exercises": _exercises}[args.command]
     try:
         status = command(args)
     except (*USER_ERRORS, TrainingDiverged) as error:

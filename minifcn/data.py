@@ -52,6 +52,7 @@ __all__ = [
     "VOID_COLOR",
     "DataLoader",
     "SegmentationFolder",
+    "ShapeLabels",
     "ShapeObjects",
     "Shapes",
     "class_frequencies",
@@ -210,9 +211,10 @@ class Shapes:
     - 1 to 4 objects (``min_objects``, ``max_objects``) per image, each a circle (class 1),
       square (2; half of them rotated by a random angle) or equilateral triangle (3, random
       rotation, circumradius ``TRIANGLE_SCALE`` x size), of size 6 to 20 px at 64 x 64
-      (scaled with ``image_size``), at a random position, in a random colour that does not
-      depend on the class: the class is in the shape alone. Later objects occlude earlier
-      ones, in the image and in the mask.
+      (scaled with ``image_size``, or by ``object_scale`` when given: 1.0 keeps the sizes
+      in pixels of 64 x 64 images at any image size), at a random position, in a random
+      colour that does not depend on the class: the class is in the shape alone. Later
+      objects occlude earlier ones, in the image and in the mask.
     - Gaussian pixel noise of standard deviation ``noise``, then clipped to [0, 1].
     - Masks: 0 background, 1 circle, 2 square, 3 triangle, and, with ``void_band``, 255 on
       every pixel with a 4-neighbour of another label (a 1-px band on each side of every
@@ -233,7 +235,7 @@ class Shapes:
 
     def __init__(self, n: int, image_size: int = 64, seed: int = 0, split: str = "train", *,
                  min_objects: int = 1, max_objects: int = 4, noise: float = 0.05,
-                 void_band: bool = True):
+                 void_band: bool = True, object_scale: float | None = None):
         where = f"Shapes(n={n!r}, image_size={image_size!r})"
         for name, value in (("n", n), ("image_size", image_size), ("seed", seed),
                             ("min_objects", min_objects), ("max_objects", max_objects)):
@@ -250,12 +252,19 @@ class Shapes:
             raise ValueError(f"{where}: split must be one of {_SPLITS}, got {split!r}")
         if not isinstance(noise, Real) or not 0.0 <= noise < 1.0:
             raise ValueError(f"{where}: noise must be a number in [0, 1), got {noise!r}")
+        if object_scale is None:
+            object_scale = image_size / 64.0
+        if (not isinstance(object_scale, Real) or isinstance(object_scale, bool)
+                or not 0.0 < object_scale <= image_size / (2.0 * SIZE_RANGE[1])):
+            raise ValueError(f"{where}: object_scale must be a number in (0, "
+                             f"{image_size / (2.0 * SIZE_RANGE[1]):g}] (objects must fit in "
+                             f"the image), got {object_scale!r}")
 
         self.image_size, self.seed, self.split = int(image_size), int(seed), split
         rng = Generator(derive_seed(seed, _SPLITS.index(split)))
         gradient = _draw_background(rng, int(n))
         self.objects = _draw_objects(rng, int(n), self.image_size, min_objects, max_objects,
-                                     gradient)
+                                     gradient, float(object_scale))
         self.num_objects = (self.objects.classes > 0).sum(axis=1)
         self.images, labels = _render(self.objects, gradient, self.image_size)
         # Noise a block of images at a time: the temporary stays small at any n.
@@ -281,6 +290,80 @@ class Shapes:
 
     def __repr__(self) -> str:
         return (f"Shapes(n={len(self)}, image_size={self.image_size}, seed={self.seed}, "
+                f"split={self.split!r})")
+
+
+class ShapeLabels:
+    """Toy classification from the world of :class:`Shapes`: one label per image, the
+    shape class that covers the most pixels (0 circle, 1 square, 2 triangle).
+
+    The images are Shapes images (same generator, same options), so a classifier trained
+    here has seen exactly the kind of picture a segmenter will; the label is derived from
+    the mask (without void band, occlusion included): ``pixels[i, k]`` counts the pixels of
+    shape class ``k`` in image ``i`` and ``labels = pixels.argmax(axis=1)`` (an exact tie
+    goes to the lower class; :attr:`ties` counts them). Every image holds at least one
+    object, so every image has a label. Nothing tells the classes apart but their shape:
+    colours and sizes are drawn independently of the class.
+
+    Defaults suit :func:`minifcn.models.classifier`: 96 x 96 images (pool5 is 3 x 3, the
+    kernel of FCN's fc6) with objects of the pixel sizes of 64 x 64 Shapes images
+    (``object_scale=1.0``), so a pre-trained encoder meets objects of the size it learned.
+
+    Splits: ``(seed, split)`` seeds the generator through a stream of its own, so no
+    ShapeLabels split shares images with another, nor with ``Shapes(..., seed, split)``: a
+    classifier pre-trained here has never seen the segmentation images.
+
+    Attributes: ``images`` (N, 3, S, S) float32, ``labels`` (N,) int64, ``pixels`` (N, 3)
+    int64, ``shapes`` (the underlying :class:`Shapes`, masks without void band).
+    ``ds[i] -> (images[i], labels[i])``.
+    """
+
+    CLASSES = ("circle", "square", "triangle")
+    classes = CLASSES
+    num_classes = 3
+    ignore_index = -100  # no image is unlabelled; CrossEntropyLoss's default
+
+    STREAM = 9  # mixed into the seed: a stream of random numbers no Shapes split uses
+
+    def __init__(self, n: int, image_size: int = 96, seed: int = 0, split: str = "train", *,
+                 object_scale: float | None = 1.0, **shape_options):
+        if not isinstance(seed, Integral) or isinstance(seed, bool) or seed < 0:
+            raise ValueError(f"ShapeLabels(n={n!r}): seed must be an int >= 0, got {seed!r}")
+        if split not in _SPLITS:
+            raise ValueError(f"ShapeLabels(n={n!r}): split must be one of {_SPLITS}, got "
+                             f"{split!r}")
+        own_seed = derive_seed(seed, self.STREAM, _SPLITS.index(split))
+        self.seed, self.split = int(seed), split
+        self.shapes = Shapes(n, image_size, own_seed, "train", object_scale=object_scale,
+                             void_band=False, **shape_options)
+        self.image_size = self.shapes.image_size
+        self.images = self.shapes.images
+        masks = self.shapes.masks
+        self.pixels = np.stack([(masks == k + 1).sum(axis=(1, 2)) for k in range(3)],
+                               axis=1).astype(np.int64)
+        self.labels = self.pixels.argmax(axis=1).astype(np.int64)
+        top = self.pixels.max(axis=1, keepdims=True)
+        self.ties = int(((self.pixels == top).sum(axis=1) > 1).sum())
+
+    @classmethod
+    def splits(cls, train_size: int, val_size: int, image_size: int = 96, seed: int = 0,
+               **kwargs) -> tuple[ShapeLabels, ShapeLabels]:
+        """``(train, val)``: the "train" and "val" splits of ``seed`` (no shared images)."""
+        return (cls(train_size, image_size, seed, "train", **kwargs),
+                cls(val_size, image_size, seed, "val", **kwargs))
+
+    def class_balance(self) -> np.ndarray:
+        """The share of images of each class, (3,) float64 summing to 1."""
+        return np.bincount(self.labels, minlength=self.num_classes) / max(len(self), 1)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.int64]:
+        return self.images[index], self.labels[index]
+
+    def __repr__(self) -> str:
+        return (f"ShapeLabels(n={len(self)}, image_size={self.image_size}, seed={self.seed}, "
                 f"split={self.split!r})")
 
 
@@ -313,13 +396,12 @@ def _gradient_color(gradient, rows, cols, image_size: int) -> np.ndarray:
 
 
 def _draw_objects(rng: Generator, n: int, image_size: int, min_objects: int,
-                  max_objects: int, gradient) -> ShapeObjects:
+                  max_objects: int, gradient, scale: float) -> ShapeObjects:
     slots = np.arange(max_objects)
     counts = rng.integers(min_objects, max_objects + 1, size=n)
     classes = rng.integers(1, 4, size=(n, max_objects))
     classes = np.where(slots < counts[:, None], classes, 0)
 
-    scale = image_size / 64.0
     sizes = rng.uniform(SIZE_RANGE[0] * scale, SIZE_RANGE[1] * scale, (n, max_objects))
     # The centre stays ``size`` away from the border: the inscribed circle is always inside.
     room = image_size - 2.0 * sizes[..., None]
@@ -699,7 +781,8 @@ def write_voc_folder(root, dataset, split: str = "train", image_format: str = "p
 
 class DataLoader:
     """Batches of a dataset as device arrays: images (B, 3, H, W) float32 and masks
-    (B, H, W) int64.
+    (B, H, W) int64, or, for a classification dataset (``ds[i] -> (image, label)``, e.g.
+    :class:`ShapeLabels`), labels (B,) int64, which flips and crops leave unchanged.
 
     Each ``for batch in loader`` is one epoch. With ``shuffle`` the order is a permutation
     drawn from ``(seed, epoch)``: every epoch differs, and the same seed gives the same
@@ -777,9 +860,10 @@ class DataLoader:
                    to_device(np.asarray(masks, dtype=np.int64), self.device))
 
     def _gather(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Host batch: images (B, 3, H, W), masks (B, H, W)."""
-        if hasattr(self.dataset, "images") and hasattr(self.dataset, "masks"):
-            return self.dataset.images[indices], self.dataset.masks[indices]
+        """Host batch: images (B, 3, H, W), masks (B, H, W) or labels (B,)."""
+        targets = getattr(self.dataset, "masks", getattr(self.dataset, "labels", None))
+        if hasattr(self.dataset, "images") and targets is not None:
+            return self.dataset.images[indices], targets[indices]
         pairs = [self.dataset[int(i)] for i in indices]
         shapes = {(tuple(image.shape), tuple(mask.shape)) for image, mask in pairs}
         if len(shapes) > 1:
@@ -800,10 +884,12 @@ class DataLoader:
         pad = self.crop_padding
         rows = np.broadcast_to(np.arange(height), (batch, height))
         cols = np.broadcast_to(np.arange(width), (batch, width))
+        per_pixel = masks.ndim == 3  # (B,) image labels: a flip or shift leaves them as they are
         if pad:
             images = np.pad(images, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
             fill = getattr(self.dataset, "ignore_index", IGNORE_INDEX)
-            masks = np.pad(masks, ((0, 0), (pad, pad), (pad, pad)), constant_values=fill)
+            if per_pixel:
+                masks = np.pad(masks, ((0, 0), (pad, pad), (pad, pad)), constant_values=fill)
             rows = rows + rng.integers(0, 2 * pad + 1, size=(batch, 1))
             cols = cols + rng.integers(0, 2 * pad + 1, size=(batch, 1))
         if self.vflip:
@@ -812,8 +898,9 @@ class DataLoader:
             cols = np.where(rng.random((batch, 1)) < 0.5, cols[:, ::-1], cols)
         images = np.take_along_axis(images, rows[:, None, :, None], axis=2)
         images = np.take_along_axis(images, cols[:, None, None, :], axis=3)
-        masks = np.take_along_axis(masks, rows[:, :, None], axis=1)
-        masks = np.take_along_axis(masks, cols[:, None, :], axis=2)
+        if per_pixel:
+            masks = np.take_along_axis(masks, rows[:, :, None], axis=1)
+            masks = np.take_along_axis(masks, cols[:, None, :], axis=2)
         return images, masks
 
 

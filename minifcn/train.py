@@ -1,4 +1,5 @@
-"""Training and evaluation loops: what ``minifcn train`` and ``minifcn evaluate`` run.
+"""Training and evaluation loops: what ``minifcn train``, ``minifcn pretrain`` and
+``minifcn evaluate`` run.
 
 One training step is the whole framework in five lines:
 
@@ -7,6 +8,10 @@ One training step is the whole framework in five lines:
     model.zero_grad()
     model.backward(criterion.backward())      # every layer's hand-written backward
     optimizer.step()
+
+The same loop trains the image classifier (``minifcn pretrain``, ``config.model ==
+"classifier"``) on :class:`~minifcn.data.ShapeLabels`, with one label per image, scored by
+accuracy; ``init_from`` starts an FCN from such a classifier (Long et al.'s recipe).
 """
 
 from __future__ import annotations
@@ -25,19 +30,21 @@ from .data import (
     IGNORE_INDEX,
     DataLoader,
     SegmentationFolder,
+    ShapeLabels,
     Shapes,
     median_frequency_weights,
 )
 from .metrics import ConfusionMatrix
-from .models import MODELS, build_model
+from .models import CLASSIFIERS, MODELS, build_model
 from .nn import CrossEntropyLoss
 from .optim import SGD, Adam, make_scheduler
 
-__all__ = ["METRIC_COLUMNS", "TrainConfig", "TrainingDiverged", "build_for_config", "evaluate",
-           "train"]
+__all__ = ["METRIC_COLUMNS", "PRETRAIN_COLUMNS", "TrainConfig", "TrainingDiverged",
+           "build_for_config", "evaluate", "evaluate_classifier", "pretrain_config", "train"]
 
 METRIC_COLUMNS = ["epoch", "train_loss", "val_loss", "pixel_acc", "mean_acc", "mean_iou",
                   "fw_iou", "seconds"]
+PRETRAIN_COLUMNS = ["epoch", "train_loss", "val_loss", "accuracy", "seconds"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -70,11 +77,28 @@ class TrainConfig:
     class_names: list[str] | None = None  # None: the data's own; saved for evaluate
     model_options: dict = field(default_factory=dict)
     layers: str | None = None  # a folder of exercise files whose layers replace minifcn's
+    init_from: str | None = None  # a classifier checkpoint an FCN starts from
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.model in CLASSIFIERS
 
     def validate(self) -> None:
-        if self.model not in MODELS:
+        if self.model not in MODELS and not self.is_classifier:
             raise ValueError(f"unknown model {self.model!r}: expected one of "
-                             f"{', '.join(MODELS)}")
+                             f"{', '.join([*MODELS, *CLASSIFIERS])}")
+        if self.is_classifier:
+            for option, used in (("--data", self.data is not None),
+                                 ("--class-weights", self.class_weights),
+                                 ("--upsample", self.upsample is not None),
+                                 ("--init-from", self.init_from is not None)):
+                if used:
+                    raise ValueError(f"{option} is for segmenters; the classifier trains on "
+                                     f"the toy shape labels")
+        if self.init_from is not None and not self.model.startswith("fcn"):
+            raise ValueError(f"--init-from starts fcn32s, fcn16s or fcn8s from a classifier "
+                             f"(their fc6 and fc7 are its fully connected layers), not "
+                             f"{self.model}")
         if self.image_size <= 0 or self.image_size % 32:
             raise ValueError(f"image size {self.image_size} cannot go through the encoder: it "
                              f"must be a positive multiple of 32 (the output stride)")
@@ -105,9 +129,20 @@ class TrainConfig:
                              f"exercise files (minifcn exercises start NAME writes them there)")
 
 
+def pretrain_config(**changes) -> TrainConfig:
+    """The defaults of ``minifcn pretrain``: the classifier on 96 x 96 shape labels."""
+    settings = dict(model="classifier", image_size=96, epochs=6, out="runs/classifier")
+    settings.update(changes)
+    return TrainConfig(**settings)
+
+
 def _datasets(config: TrainConfig, log=print, names_from: str = "--class-names"):
-    """(train, validation) datasets: toy shapes, or a VOC-layout folder whose every mask is
-    checked, up front, to hold only labels below the class count (or void)."""
+    """(train, validation) datasets: toy shapes or shape labels, or a VOC-layout folder
+    whose every mask is checked, up front, to hold only labels below the class count (or
+    void)."""
+    if config.is_classifier:
+        return ShapeLabels.splits(config.train_size, config.val_size, config.image_size,
+                                  seed=config.seed)
     if config.data is None:
         return Shapes.splits(config.train_size, config.val_size, config.image_size,
                              seed=config.seed)
@@ -128,6 +163,8 @@ def build_for_config(config: TrainConfig):
     options = dict(config.model_options)
     if config.upsample is not None:
         options["upsample"] = config.upsample
+    if config.is_classifier:
+        options["image_size"] = config.image_size
     model = build_model(config.model, config.num_classes, **options)
     return model.to(config.device)
 
@@ -162,14 +199,50 @@ def evaluate(model, loader, num_classes: int, criterion=None) -> dict:
     return results
 
 
-def _write_metrics(path: str, rows: list[dict]) -> None:
+def evaluate_classifier(model, loader, criterion=None) -> dict:
+    """Mean loss (if ``criterion``), ``accuracy`` (the share of images labelled right) and
+    ``mean_acc`` (accuracy per class, averaged) of an image classifier over ``loader``.
+    Evaluation mode, as :func:`evaluate`."""
+    was_training = model.training
+    model.eval()
+    confusion = ConfusionMatrix(loader.dataset.num_classes, ignore_index=None)
+    total_loss, batches = 0.0, 0
+    for images, labels in loader:
+        scores = model(images)
+        if criterion is not None:
+            total_loss += float(criterion(scores, labels))
+            batches += 1
+        confusion.update(scores.argmax(axis=1), labels)  # counts images, not pixels
+    model.train(was_training)
+    results = {"accuracy": confusion.pixel_accuracy(), "mean_acc": confusion.mean_accuracy(),
+               "per_class_acc": confusion.per_class_accuracy()}
+    if criterion is not None:
+        results["loss"] = total_loss / max(batches, 1)
+    return results
+
+
+@dataclass(frozen=True)
+class _Task:
+    """What differs between training a segmenter and pre-training a classifier."""
+
+    columns: list
+    score: str  # the column best.npz is chosen by
+    measures: tuple  # (column, label) logged after the losses and drawn in curves.png
+
+
+_SEGMENTATION = _Task(METRIC_COLUMNS, "mean_iou",
+                      (("mean_iou", "mean IoU"), ("pixel_acc", "pixel acc")))
+_CLASSIFICATION = _Task(PRETRAIN_COLUMNS, "accuracy", (("accuracy", "accuracy"),))
+
+
+def _write_metrics(path: str, rows: list[dict], columns=METRIC_COLUMNS) -> None:
     tmp = f"{path}.tmp"
     with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         for row in rows:
             writer.writerow({k: (f"{row[k]:.6f}" if isinstance(row[k], float) else row[k])
-                             for k in METRIC_COLUMNS})
+                             for k in columns})
     os.replace(tmp, path)
 
 
@@ -190,6 +263,10 @@ def train(config: TrainConfig, resume: str | None = None, progress: bool = True,
     ``data``, taken from ``config`` when set there (the same folder in a new place). When
     the checkpoint has already reached ``config.epochs``, nothing is trained: a message
     says how to continue, and the checkpoint's metrics are returned.
+
+    A segmenter is scored by mean IoU, the classifier (``minifcn pretrain``) by accuracy;
+    best.npz keeps the epoch with the highest. With ``config.init_from`` an FCN starts
+    from that classifier checkpoint (not when resuming: the checkpoint holds it already).
 
     Returns the last epoch's metrics row. Raises :class:`TrainingDiverged` (after keeping
     the last good checkpoint) when the loss stops being finite.
@@ -218,7 +295,10 @@ def train(config: TrainConfig, resume: str | None = None, progress: bool = True,
     num_classes = train_set.num_classes
     config = dataclasses.replace(config, num_classes=num_classes,
                                  class_names=list(train_set.classes))
+    task = _CLASSIFICATION if config.is_classifier else _SEGMENTATION
     model = build_for_config(config)
+    if config.init_from is not None and state is None:
+        log(_init_from_classifier(model, config))
     optimizer = _make_optimizer(config, model)
     train_loader = DataLoader(train_set, config.batch_size, shuffle=True, drop_last=True,
                               seed=config.seed, hflip=config.flip, device=config.device)
@@ -245,7 +325,7 @@ def train(config: TrainConfig, resume: str | None = None, progress: bool = True,
         train_loader.set_epoch(start_epoch)
         rows = [r for r in _read_metrics(os.path.join(config.out, "metrics.csv"))
                 if r["epoch"] <= state.epoch + 1]  # rows count epochs from 1
-    best = max((r["mean_iou"] for r in rows), default=-1.0)
+    best = max((r[task.score] for r in rows), default=-1.0)
 
     for epoch in range(start_epoch, config.epochs):
         started = time.perf_counter()
@@ -257,25 +337,26 @@ def train(config: TrainConfig, resume: str | None = None, progress: bool = True,
             warnings.simplefilter("ignore", RuntimeWarning)
             train_loss = _train_epoch(model, criterion, optimizer, scheduler, batches,
                                       config, epoch, progress)
-            val = evaluate(model, val_loader, num_classes, criterion)
+            val = (evaluate_classifier(model, val_loader, criterion) if config.is_classifier
+                   else evaluate(model, val_loader, num_classes, criterion))
         if not math.isfinite(val["loss"]):
             raise TrainingDiverged(_divergence(config, val["loss"], f"epoch {epoch + 1}, "
                                                f"on the validation set"))
         row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val["loss"],
-               "pixel_acc": val["pixel_acc"], "mean_acc": val["mean_acc"],
-               "mean_iou": val["mean_iou"], "fw_iou": val["fw_iou"],
+               **{k: val[k] for k in task.columns[3:-1]},
                "seconds": time.perf_counter() - started}
         rows.append(row)
         log(f"epoch {epoch + 1}/{config.epochs}: train loss {row['train_loss']:.4f}, "
-            f"val loss {row['val_loss']:.4f}, pixel acc {row['pixel_acc']:.4f}, "
-            f"mean IoU {row['mean_iou']:.4f} ({row['seconds']:.1f} s)")
-        _write_metrics(os.path.join(config.out, "metrics.csv"), rows)
+            f"val loss {row['val_loss']:.4f}, "
+            + ", ".join(f"{label} {row[k]:.4f}" for k, label in reversed(task.measures))
+            + f" ({row['seconds']:.1f} s)")
+        _write_metrics(os.path.join(config.out, "metrics.csv"), rows, task.columns)
         _save(config, model, optimizer, scheduler, epoch, row, "checkpoint.npz")
-        if row["mean_iou"] > best:
-            best = row["mean_iou"]
+        if row[task.score] > best:
+            best = row[task.score]
             _save(config, model, optimizer, scheduler, epoch, row, "best.npz")
 
-    _figures(config, model, val_set, rows, log)
+    _figures(config, model, val_set, rows, log, task)
     return rows[-1] if rows else {}
 
 
@@ -294,6 +375,29 @@ def _use_learner_layers(config: TrainConfig, model, criterion, log):
     log(f"  {'the loss':<18}{loss_source}")
     log("the model's layers:\n" + layer_table(rows))
     return criterion
+
+
+def _init_from_classifier(model, config: TrainConfig) -> str:
+    """Copy a classifier checkpoint's encoder, fc6 and fc7 into the FCN ``model``
+    (:func:`minifcn.models.classifier.transfer_to_fcn`); returns a line for the log."""
+    from .models.classifier import transfer_to_fcn
+
+    path = config.init_from
+    saved = load_checkpoint(path)
+    if saved.model_name not in CLASSIFIERS:
+        raise ValueError(f"--init-from {path}: holds a {saved.model_name} model, not a "
+                         f"classifier (train one with minifcn pretrain)")
+    classifier_config = TrainConfig(**{**saved.config, "device": config.device})
+    classifier = build_for_config(classifier_config)
+    classifier.load_state_dict(saved.model_state)
+    try:
+        copied = transfer_to_fcn(classifier, model)
+    except ValueError as error:
+        raise ValueError(f"--init-from {path}: {error}") from None
+    accuracy = saved.metrics.get("accuracy")
+    scored = "" if accuracy is None else f", validation accuracy {accuracy:.3f}"
+    return (f"started from {path} (classifier epoch {saved.epoch + 1}{scored}): "
+            f"{len(copied)} arrays of the encoder, fc6 and fc7 copied, the rest fresh")
 
 
 def _train_epoch(model, criterion, optimizer, scheduler, batches, config, epoch: int,
@@ -348,11 +452,15 @@ def _progress(loader, description: str, enabled: bool):
     return tqdm(loader, desc=description, leave=False, dynamic_ncols=True)
 
 
-def _figures(config, model, val_set, rows, log) -> None:
+def _figures(config, model, val_set, rows, log, task=_SEGMENTATION) -> None:
     from .viz import save_curves, save_predictions
 
+    curves = os.path.join(config.out, "curves.png")
+    if config.is_classifier:
+        save_curves(curves, rows, task.measures)
+        log(f"wrote {curves}")
+        return
     predictions = os.path.join(config.out, "predictions.png")
     save_predictions(predictions, model, val_set, count=6)
-    curves = os.path.join(config.out, "curves.png")
-    save_curves(curves, rows)
+    save_curves(curves, rows, task.measures)
     log(f"wrote {predictions} and {curves}")

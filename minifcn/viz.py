@@ -66,8 +66,10 @@ def save_predictions(path: str, model, dataset, count: int = 6) -> None:
     plt.close(figure)
 
 
-def save_curves(path: str, rows: list[dict]) -> None:
-    """Training and validation loss, and validation mean IoU, by epoch."""
+def save_curves(path: str, rows: list[dict],
+                measures=(("mean_iou", "mean IoU"), ("pixel_acc", "pixel accuracy"))) -> None:
+    """Training and validation loss, and validation measures (``(column, label)`` pairs,
+    by default mean IoU and pixel accuracy), by epoch."""
     plt = _pyplot()
     epochs = [r["epoch"] for r in rows]
     figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
@@ -76,10 +78,9 @@ def save_curves(path: str, rows: list[dict]) -> None:
     left.set_xlabel("epoch")
     left.set_ylabel("cross-entropy")
     left.legend()
-    right.plot(epochs, [r["mean_iou"] for r in rows], marker="o", color="tab:green",
-               label="mean IoU")
-    right.plot(epochs, [r["pixel_acc"] for r in rows], marker=".", color="tab:gray",
-               label="pixel accuracy")
+    styles = [dict(marker="o", color="tab:green"), dict(marker=".", color="tab:gray")]
+    for (column, label), style in zip(measures, styles, strict=False):
+        right.plot(epochs, [r[column] for r in rows], label=label, **style)
     right.set_xlabel("epoch")
     right.set_ylim(0, 1)
     right.legend(loc="lower right")

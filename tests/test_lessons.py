@@ -17,7 +17,7 @@ LESSONS = sorted(LESSONS_DIR.glob("[0-9][0-9]_*.py"))
 def test_lessons_are_numbered_without_gaps():
     numbers = [int(path.name[:2]) for path in LESSONS]
     assert numbers == list(range(1, len(numbers) + 1)), [p.name for p in LESSONS]
-    assert len(numbers) >= 12
+    assert len(numbers) >= 13
 
 
 def test_lessons_readme_lists_every_lesson():
@@ -68,7 +68,7 @@ def test_lessons_point_to_the_exercises_that_build_what_they_teach():
 
 
 def test_a_lesson_ends_by_pointing_to_its_exercise(tmp_path):
-    lesson = LESSONS_DIR / "11_metrics.py"
+    lesson = LESSONS_DIR / "12_metrics.py"
     result = subprocess.run([sys.executable, str(lesson), "--quick", "--out", str(tmp_path)],
                             capture_output=True, text=True, cwd=tmp_path, timeout=180,
                             env={**os.environ, "MPLBACKEND": "Agg"})

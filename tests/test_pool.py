@@ -1,8 +1,10 @@
-"""Pooling: MaxPool2d, AvgPool2d, MaxUnpool2d and their functional pairs. Output sizes,
-fast == naive, ties to the first maximum, PyTorch parity (forward, indices, dx), finite
-differences, the backend stand-in, bad inputs."""
+"""Pooling: MaxPool2d, AvgPool2d, MaxUnpool2d, AdaptiveAvgPool2d and their functional pairs.
+Output sizes, fast == naive, ties to the first maximum, PyTorch parity (forward, indices,
+dx), finite differences, the backend stand-in, bad inputs."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pytest
@@ -10,6 +12,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minifcn.functional.pool import (
+    adaptive_avg_pool2d_backward,
+    adaptive_avg_pool2d_forward,
+    adaptive_avg_pool2d_naive,
+    adaptive_windows,
     avg_pool2d_backward,
     avg_pool2d_forward,
     avg_pool2d_naive,
@@ -20,10 +26,11 @@ from minifcn.functional.pool import (
     pool_output_size,
 )
 from minifcn.gradcheck import gradcheck_module
-from minifcn.nn.pool import AvgPool2d, MaxPool2d, MaxUnpool2d
+from minifcn.nn.pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, MaxUnpool2d
 from minifcn.testing import strict_cupy
 from minifcn.testing.strategies import (
     PoolConfig,
+    adaptive_pool_configs,
     dilated_pool_configs,
     distinct_values,
     pool_configs,
@@ -523,3 +530,128 @@ def test_unpool_bad_inputs(bk, rng):
     with pytest.raises(ValueError, match=rf"{where}.*expected dy of shape \(1, 2, 7, 5\)"):
         unpool.backward(bk.asarray(rng.standard_normal((1, 2, 6, 6))))
     assert unpool(values, indices, output_size=[np.int64(5), 7]).shape == (1, 2, 5, 7)
+
+
+# ---------------------------------------------------------------------------------------
+# Adaptive average pooling
+
+
+@pytest.mark.parametrize("size, output_size, expected", [
+    (6, 3, [(0, 2), (2, 4), (4, 6)]),          # a divisor: AvgPool2d(2)'s windows
+    (5, 3, [(0, 2), (1, 4), (3, 5)]),          # floor(i*5/3), ceil((i+1)*5/3): overlaps
+    (7, 1, [(0, 7)]),                          # global pooling
+    (2, 4, [(0, 1), (0, 1), (1, 2), (1, 2)]),  # more outputs than pixels: repeats
+])
+def test_adaptive_windows_follow_torchs_rule(size, output_size, expected):
+    assert adaptive_windows(size, output_size) == expected
+
+
+@given(problem=adaptive_pool_configs(), seed=seeds)
+def test_adaptive_avg_pool_matches_naive(bk, problem, seed):
+    shape, output_size = problem
+    x = np.random.default_rng(seed).standard_normal(shape)
+    y, _ = adaptive_avg_pool2d_forward(bk.asarray(x), output_size)
+    expected = adaptive_avg_pool2d_naive(x, output_size)
+    assert bk.owns(y) and y.shape == expected.shape
+    np.testing.assert_allclose(bk.numpy(y), expected, rtol=1e-12, atol=1e-12)
+    naive = adaptive_avg_pool2d_naive(bk.asarray(x), output_size)
+    assert bk.owns(naive)
+    np.testing.assert_array_equal(bk.numpy(naive), expected)
+
+
+def test_adaptive_avg_pool_of_a_divisor_is_avg_pool(bk, rng):
+    x = bk.asarray(rng.standard_normal((2, 3, 8, 6)))
+    y, _ = adaptive_avg_pool2d_forward(x, (4, 2))
+    expected, _ = avg_pool2d_forward(x, (2, 3))
+    np.testing.assert_allclose(bk.numpy(y), bk.numpy(expected), rtol=1e-12, atol=1e-12)
+
+
+def test_adaptive_avg_pool_backward_is_the_adjoint(bk, rng):
+    """<pool(x), dy> == <x, pool_backward(dy)> for overlapping, uneven windows."""
+    x = rng.standard_normal((2, 3, 5, 7))
+    y, cache = adaptive_avg_pool2d_forward(bk.asarray(x), (3, 9))
+    dy = rng.standard_normal(y.shape)
+    dx = bk.numpy(adaptive_avg_pool2d_backward(bk.asarray(dy), cache))
+    np.testing.assert_allclose(np.vdot(bk.numpy(y), dy), np.vdot(x, dx), rtol=1e-12)
+
+
+@pytest.mark.torch
+@given(problem=adaptive_pool_configs(), seed=seeds)
+def test_adaptive_avg_pool_matches_torch(torch, bk, problem, seed):
+    shape, output_size = problem
+    x = np.random.default_rng(seed).standard_normal(shape)
+    tx = torch.tensor(x, requires_grad=True)
+    ty = torch.nn.AdaptiveAvgPool2d(output_size)(tx)
+    dy = np.random.default_rng(seed + 1).standard_normal(tuple(ty.shape))
+    ty.backward(torch.tensor(dy))
+    layer = AdaptiveAvgPool2d(output_size)
+    y = layer(bk.asarray(x))
+    dx = layer.backward(bk.asarray(dy))
+    assert bk.owns(y) and bk.owns(dx)
+    assert y.shape == tuple(ty.shape) and dx.shape == x.shape
+    np.testing.assert_allclose(bk.numpy(y), ty.detach().numpy(), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(bk.numpy(dx), tx.grad.numpy(), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.torch
+def test_adaptive_avg_pool_repr_matches_torch(torch):
+    for output_size in (1, (3, 4), (None, 2)):
+        assert repr(AdaptiveAvgPool2d(output_size)) == \
+            repr(torch.nn.AdaptiveAvgPool2d(output_size))
+
+
+@pytest.mark.parametrize("output_size", [1, (3, 4), (None, 2), (9, None)])
+def test_adaptive_avg_pool_gradcheck(bk, rng, output_size):
+    x = bk.asarray(rng.standard_normal((2, 2, 7, 6)))
+    report = gradcheck_module(AdaptiveAvgPool2d(output_size), x)
+    assert report.max_error < 1e-6, report
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_adaptive_avg_pool_agrees_with_numpy_and_keeps_dtype(bk, rng, dtype):
+    x_host = rng.standard_normal((2, 3, 9, 10)).astype(dtype)
+    reference = AdaptiveAvgPool2d((4, 3))
+    y_ref = reference(x_host)
+    dy_host = rng.standard_normal(y_ref.shape).astype(dtype)
+    dx_ref = reference.backward(dy_host)
+    layer = AdaptiveAvgPool2d((4, 3))
+    x, dy = bk.asarray(x_host), bk.asarray(dy_host)
+    y = layer(x)
+    dx = layer.backward(dy)
+    for got, want in ((y, y_ref), (dx, dx_ref)):
+        assert bk.owns(got) and got.dtype == dtype
+        np.testing.assert_array_equal(bk.numpy(got), want)
+    np.testing.assert_array_equal(bk.numpy(x), x_host)
+    np.testing.assert_array_equal(bk.numpy(dy), dy_host)
+
+
+@pytest.mark.parametrize("output_size, error, match", [
+    (0, ValueError, r"output_size must be >= 1, got 0"),
+    ((2, -1), ValueError, r"output_size must be >= 1, got \(2, -1\)"),
+    ((1, 2, 3), TypeError, r"output_size must be an int or a pair of ints \(or None"),
+    (1.5, TypeError, r"output_size must be an int .*, got 1.5"),
+    (True, TypeError, r"output_size must be an int .*, got True"),
+    ("1", TypeError, r"output_size must be an int .*, got '1'"),
+    (None, TypeError, r"output_size must be an int .*, got None"),
+])
+def test_adaptive_avg_pool_bad_arguments(output_size, error, match):
+    where = rf"AdaptiveAvgPool2d\(output_size={re.escape(repr(output_size))}\): "
+    with pytest.raises(error, match=where + match):
+        AdaptiveAvgPool2d(output_size)
+
+
+def test_adaptive_avg_pool_bad_inputs(rng):
+    layer = AdaptiveAvgPool2d(1)
+    where = r"AdaptiveAvgPool2d\(output_size=1\)"
+    with pytest.raises(ValueError, match=where + r": expected x of rank 4 \(N, C, H, W\)"):
+        layer(rng.standard_normal((3, 4, 4)))
+    with pytest.raises(TypeError, match=where + r": expected a float32 or float64 x"):
+        layer(np.ones((1, 1, 4, 4), dtype=np.int64))
+    with pytest.raises(ValueError, match=where + r": backward called before forward"):
+        layer.backward(rng.standard_normal((1, 1, 1, 1)))
+    y = layer(rng.standard_normal((2, 3, 4, 5)))
+    assert y.shape == (2, 3, 1, 1)
+    with pytest.raises(ValueError, match=where + r": expected dy of shape \(2, 3, 1, 1\)"):
+        layer.backward(rng.standard_normal((2, 3)))
+    with pytest.raises(TypeError, match=where + r": arrays from two devices"):
+        layer.backward(strict_cupy.asarray(rng.standard_normal((2, 3, 1, 1))))

@@ -1,4 +1,5 @@
-"""Pooling: max pooling (with PyTorch's indices), average pooling, and max unpooling.
+"""Pooling: max pooling (with PyTorch's indices), average pooling, adaptive average pooling
+and max unpooling.
 
 Notation: N batch, C channels, H x W input, KH x KW window (kernel), SH x SW stride, PH x PW
 padding, DH x DW dilation (max pooling only), OH x OW output. Sizes, strides, paddings and
@@ -18,13 +19,18 @@ the kernel, every window then sees at least one real pixel (a dilated one could 
 small input entirely: :func:`pool_output_size` refuses that).
 
 How, without a loop over pixels: kernel offset ``(i, j)`` sees, for all windows at once, the
-strided slice ``x_padded[:, :, i*DH::SH, j*DW::SW]`` (OH x OW of it). Every pooling here loops
-over the KH*KW offsets only and does whole-array work on each slice, which runs the same on
+strided slice ``x_padded[:, :, i*DH::SH, j*DW::SW]`` (OH x OW of it). Max and average pooling
+loop over the KH*KW offsets only and does whole-array work on each slice, which runs the same on
 NumPy and CuPy. Backward adds each offset's share of ``dy`` back into the same slices of a
 zero buffer: no index arrays and no ``np.add.at``.
 
-Both poolings have a naive twin (:func:`max_pool2d_naive`, :func:`avg_pool2d_naive`) that
-loops over output pixels, written from the definition, kept as a test oracle.
+Adaptive average pooling fixes the output size instead of the window: its windows
+(:func:`adaptive_windows`) vary in size, but a window mean is separable, so it is two small
+matrix products rather than a loop over offsets (:func:`adaptive_avg_pool2d_forward`).
+
+The poolings have naive twins (:func:`max_pool2d_naive`, :func:`avg_pool2d_naive`,
+:func:`adaptive_avg_pool2d_naive`) that loop over output pixels, written from the
+definition, kept as test oracles.
 """
 
 from __future__ import annotations
@@ -37,10 +43,16 @@ from ..backend import get_array_module
 from ..checks import as_pair
 
 __all__ = [
+    "AdaptiveAvgPool2dCache",
     "AvgPool2dCache",
     "MaxPool2dCache",
     "MaxUnpool2dCache",
     "PoolGeometry",
+    "adaptive_avg_pool2d_backward",
+    "adaptive_avg_pool2d_forward",
+    "adaptive_avg_pool2d_naive",
+    "adaptive_output_size",
+    "adaptive_windows",
     "avg_pool2d_backward",
     "avg_pool2d_forward",
     "avg_pool2d_naive",
@@ -420,6 +432,116 @@ def avg_pool2d_naive(x, kernel_size, stride=None, padding=0, ceil_mode=False,
             else:
                 divisor = pixels.shape[2] * pixels.shape[3]
             y[:, :, oh, ow] = pixels.sum(axis=(2, 3)) / float(divisor)
+    return y
+
+
+# ---------------------------------------------------------------------------------------
+# Adaptive average pooling (a fixed output size whatever the input's)
+
+
+def adaptive_output_size(size: Pair, output_size, *,
+                         where: str = "adaptive_output_size") -> Pair:
+    """``(OH, OW)`` of an adaptive pooling of an ``(H, W)`` input, as PyTorch reads
+    ``output_size``: an int for both axes, or a pair whose ``None`` entries keep that axis's
+    input size. ``TypeError``/``ValueError`` naming ``where`` for anything else, and for
+    sizes below 1 (PyTorch would return an empty map)."""
+    if isinstance(output_size, Integral) and not isinstance(output_size, bool):
+        pair = (output_size, output_size)
+    elif (isinstance(output_size, (tuple, list)) and len(output_size) == 2
+          and all(n is None or (isinstance(n, Integral) and not isinstance(n, bool))
+                  for n in output_size)):
+        pair = tuple(output_size)
+    else:
+        raise TypeError(f"{where}: output_size must be an int or a pair of ints (or None to "
+                        f"keep that axis's size), got {output_size!r}")
+    if any(n is not None and n < 1 for n in pair):
+        raise ValueError(f"{where}: output_size must be >= 1, got {output_size!r}")
+    return tuple(int(n if n is not None else s) for n, s in zip(pair, size, strict=True))
+
+
+def adaptive_windows(size: int, output_size: int) -> list[tuple[int, int]]:
+    """The ``[start, end)`` input range of each of ``output_size`` adaptive windows along an
+    axis of ``size`` pixels, PyTorch's rule::
+
+        start = floor(i * size / output_size),   end = ceil((i + 1) * size / output_size)
+
+    Neighbouring windows may share a pixel, and every window holds at least one; with
+    ``output_size`` a divisor of ``size`` they are the ``AvgPool2d(size // output_size)``
+    windows. (A host-side list of Python ints: it is geometry, not data.)
+    """
+    return [(i * size // output_size, -(-(i + 1) * size // output_size))
+            for i in range(output_size)]
+
+
+def _averaging_matrix(size: int, output_size: int, xp, dtype):
+    """(output_size, size): row i holds 1/len(window i) over window i and zeros elsewhere,
+    so that ``matrix @ v`` averages each window of ``v``."""
+    starts, ends = zip(*adaptive_windows(size, output_size), strict=True)
+    start = xp.asarray(starts)[:, None]
+    end = xp.asarray(ends)[:, None]
+    pixel = xp.arange(size)[None, :]
+    inside = (pixel >= start) & (pixel < end)
+    return inside.astype(dtype) / (end - start).astype(dtype)
+
+
+@dataclass(frozen=True)
+class AdaptiveAvgPool2dCache:
+    """What :func:`adaptive_avg_pool2d_backward` needs.
+
+    Attributes:
+        rows: (OH, H), the averaging matrix along the height (:func:`_averaging_matrix`).
+        cols: (OW, W), the same along the width.
+    """
+
+    rows: object
+    cols: object
+
+
+def adaptive_avg_pool2d_forward(x, output_size):
+    """The mean of each of OH x OW windows that tile ``x`` as evenly as whole pixels allow
+    (:func:`adaptive_windows`), as ``torch.nn.functional.adaptive_avg_pool2d``; with
+    ``output_size=1`` the global average pooling of a classifier.
+
+    A window's mean is separable: the mean over its rows of the means over its columns. So
+    with the averaging matrices R (OH, H) and C (OW, W) the whole pooling is two matrix
+    products, and its gradient the two transposed ones::
+
+        y  = R @ x @ C.T            (N, C, OH, OW)
+        dx = R.T @ dy @ C           (N, C, H, W)
+
+    Args:
+        x: (N, C, H, W) float.
+        output_size: int or (OH, OW), entries None keep the input's size
+            (:func:`adaptive_output_size`).
+
+    Returns:
+        y: (N, C, OH, OW).
+        cache: an :class:`AdaptiveAvgPool2dCache`.
+    """
+    H, W = x.shape[2:]
+    OH, OW = adaptive_output_size((H, W), output_size, where="adaptive_avg_pool2d_forward")
+    xp = get_array_module(x)
+    rows = _averaging_matrix(H, OH, xp, x.dtype)
+    cols = _averaging_matrix(W, OW, xp, x.dtype)
+    return rows @ (x @ cols.T), AdaptiveAvgPool2dCache(rows, cols)
+
+
+def adaptive_avg_pool2d_backward(dy, cache: AdaptiveAvgPool2dCache):
+    """dy: (N, C, OH, OW) -> dx: (N, C, H, W): each window's gradient, divided by its pixel
+    count, goes to every pixel of the window (added where windows overlap)."""
+    return cache.rows.T @ (dy @ cache.cols)
+
+
+def adaptive_avg_pool2d_naive(x, output_size):
+    """:func:`adaptive_avg_pool2d_forward` from the definition, one output pixel at a time
+    (a test oracle). Returns y (N, C, OH, OW)."""
+    N, C, H, W = x.shape
+    OH, OW = adaptive_output_size((H, W), output_size, where="adaptive_avg_pool2d_naive")
+    xp = get_array_module(x)
+    y = xp.empty((N, C, OH, OW), dtype=x.dtype)
+    for oh, (h0, h1) in enumerate(adaptive_windows(H, OH)):
+        for ow, (w0, w1) in enumerate(adaptive_windows(W, OW)):
+            y[:, :, oh, ow] = x[:, :, h0:h1, w0:w1].mean(axis=(2, 3))
     return y
 
 

@@ -92,6 +92,26 @@ class FCN(nn.Module):
             offset = 0
         return (offset, offset)
 
+    @classmethod
+    def from_classifier(cls, classifier, num_classes: int, variant: str = "8s",
+                        keep_scores: bool = False, **options) -> FCN:
+        """An FCN started from a trained :class:`~minifcn.models.classifier.Classifier`, as
+        Long et al. started from VGG: its encoder, fc6 and fc7 convolutionalized and copied
+        (:func:`~minifcn.models.classifier.transfer_to_fcn`), the class score, skip and
+        up-sampling layers freshly initialised (``keep_scores`` copies the class scores
+        too, for the same classes). Built with the classifier's widths, head, in_channels,
+        dropout, device and dtype unless ``options`` say otherwise."""
+        from .classifier import transfer_to_fcn
+
+        settings = dict(in_channels=classifier.in_channels, widths=classifier.encoder.widths,
+                        head_channels=classifier.head_channels, dropout=classifier.dropout,
+                        device=classifier.device,
+                        dtype=next(iter(classifier.parameters())).dtype)
+        settings.update(options)
+        fcn = cls(num_classes, variant, **settings)
+        transfer_to_fcn(classifier, fcn, keep_scores=keep_scores)
+        return fcn
+
     @property
     def final_upsampler(self) -> nn.Module:
         return getattr(self, f"upscore{VARIANTS[self.variant]}")

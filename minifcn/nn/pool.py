@@ -1,4 +1,5 @@
-"""Pooling layers with PyTorch's signatures: ``MaxPool2d``, ``AvgPool2d``, ``MaxUnpool2d``.
+"""Pooling layers with PyTorch's signatures: ``MaxPool2d``, ``AvgPool2d``, ``MaxUnpool2d``,
+``AdaptiveAvgPool2d``.
 
 They hold no parameters (so, as in PyTorch, no ``device``/``dtype`` arguments): they work on
 whatever device and float dtype their input has. ``MaxPool2d(..., return_indices=True)``
@@ -18,6 +19,9 @@ from numbers import Integral
 
 from .. import checks
 from ..functional.pool import (
+    adaptive_avg_pool2d_backward,
+    adaptive_avg_pool2d_forward,
+    adaptive_output_size,
     avg_pool2d_backward,
     avg_pool2d_forward,
     check_pool_padding,
@@ -31,7 +35,7 @@ from ..functional.pool import (
 )
 from .module import Module, accepts_unbatched
 
-__all__ = ["AvgPool2d", "MaxPool2d", "MaxUnpool2d"]
+__all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "MaxPool2d", "MaxUnpool2d"]
 
 
 class _Pool2d(Module):
@@ -192,3 +196,36 @@ class MaxUnpool2d(_Pool2d):
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class AdaptiveAvgPool2d(_Pool2d):
+    """The mean of each of OH x OW windows that tile the input as evenly as whole pixels
+    allow, as ``torch.nn.AdaptiveAvgPool2d``: the output size is fixed, the windows follow
+    the input (window i along an axis of n pixels covers ``[floor(i*n/OH), ceil((i+1)*n/OH))``,
+    :func:`minifcn.functional.pool.adaptive_windows`).
+
+    ``output_size``: an int for both axes or a pair (OH, OW); a ``None`` entry keeps that
+    axis's input size. ``AdaptiveAvgPool2d(1)`` is a classifier's global average pooling:
+    (N, C, H, W) -> (N, C, 1, 1) for any H, W.
+    """
+
+    _backward = staticmethod(adaptive_avg_pool2d_backward)
+
+    def __init__(self, output_size):
+        # No window arguments to parse (so not _Pool2d.__init__); the shared backward needs
+        # only _where and _cache.
+        Module.__init__(self)
+        self._where = f"{type(self).__name__}(output_size={output_size!r})"
+        adaptive_output_size((1, 1), output_size, where=self._where)  # refuse bad ones now
+        self.output_size = output_size  # as given, as PyTorch keeps it
+        self._cache = None
+
+    def forward(self, x):
+        """x: (N, C, H, W) float -> y: (N, C, OH, OW)."""
+        checks.check_input(self._where, x)
+        y, cache = adaptive_avg_pool2d_forward(x, self.output_size)
+        self._cache = (cache, y)
+        return y
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"

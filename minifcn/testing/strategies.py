@@ -389,3 +389,52 @@ def arrays(draw, shape, dtype="float64", distinct: bool = False, tied: bool = Fa
 
 tied_arrays = functools.partial(arrays, tied=True)
 tied_arrays.__doc__ = "``arrays(shape, dtype, tied=True)``: the integers -2 to 2, so windows tie."
+
+
+@dataclass(frozen=True)
+class LinearConfig:
+    """One fully connected problem: x (*leading, in_features) -> y (*leading, out_features)."""
+
+    leading: tuple[int, ...]
+    in_features: int
+    out_features: int
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (*self.leading, self.in_features)
+
+
+@st.composite
+def linear_configs(draw, max_features: int = 6) -> LinearConfig:
+    """0-3 leading dimensions of 1-3 each (none: a single sample, as PyTorch allows) and
+    1-``max_features`` input and output features."""
+    return LinearConfig(
+        leading=tuple(draw(st.lists(st.integers(1, 3), max_size=3))),
+        in_features=draw(st.integers(1, max_features)),
+        out_features=draw(st.integers(1, max_features)),
+    )
+
+
+@st.composite
+def flatten_configs(draw) -> tuple[tuple[int, ...], int, int]:
+    """(shape, start_dim, end_dim): a shape of rank 1-5 (sizes 1-3) and dims PyTorch accepts,
+    each either counted from the front or from the end (negative), start_dim <= end_dim."""
+    shape = tuple(draw(st.lists(st.integers(1, 3), min_size=1, max_size=5)))
+    rank = len(shape)
+    start = draw(st.integers(0, rank - 1))
+    end = draw(st.integers(start, rank - 1))
+    return (shape, start - rank if draw(st.booleans()) else start,
+            end - rank if draw(st.booleans()) else end)
+
+
+@st.composite
+def adaptive_pool_configs(draw):
+    """(input shape, output_size): an input of 1-9 x 1-9 pixels and an output_size as
+    PyTorch takes it: an int, or a pair whose entries are ints or None (keep that axis). The
+    sizes run to 10, past the input's, where neighbouring windows share pixels."""
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)),
+             draw(st.integers(1, 9)), draw(st.integers(1, 9)))
+    size = st.integers(1, 10)
+    output_size = draw(st.one_of(size, st.tuples(st.one_of(size, st.none()),
+                                                 st.one_of(size, st.none()))))
+    return shape, output_size

@@ -1,7 +1,7 @@
 """Exercise 12: Cross-entropy over pixels, with class weights and ignored (void) pixels.
 
 Check your work with:   minifcn exercises check cross_entropy
-Read first:             lessons/11_metrics.py (void pixels) and lessons/02_backward.py
+Read first:             lessons/12_metrics.py (void pixels) and lessons/02_backward.py
 
 Notation: N batch, C classes, H x W pixels. logits z (N, C, H, W): one score per class and
 pixel; target t (N, H, W): integer classes in [0, C), or ignore_index for void pixels

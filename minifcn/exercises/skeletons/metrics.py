@@ -1,7 +1,7 @@
 """Exercise 14: The confusion matrix with void pixels, and the mean IoU.
 
 Check your work with:   minifcn exercises check metrics
-Read first:             lessons/11_metrics.py
+Read first:             lessons/12_metrics.py
 
 Notation: C classes; prediction and target are integer label maps of one shape, e.g.
 (N, H, W); void pixels have target == ignore_index (255 in Pascal VOC: the band along object

@@ -188,7 +188,7 @@ EXERCISE = Exercise(
     summary="softmax + negative log-likelihood per pixel, mean over the pixels not ignored; "
             "dlogits = (p - onehot) scaled",
     functions=("cross_entropy_forward", "cross_entropy_backward"),
-    lesson="11_metrics",
+    lesson="12_metrics",
     reference=lambda: {"cross_entropy_forward": F.cross_entropy_forward,
                        "cross_entropy_backward": F.cross_entropy_backward},
     checks=[

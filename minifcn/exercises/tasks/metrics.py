@@ -201,7 +201,7 @@ EXERCISE = Exercise(
     summary="n_ij counts (truth i, prediction j) without void pixels; mean IoU over the "
             "classes present",
     functions=("confusion_matrix", "mean_iou"),
-    lesson="11_metrics",
+    lesson="12_metrics",
     reference=lambda: {"confusion_matrix": reference_confusion_matrix,
                        "mean_iou": reference_mean_iou},
     checks=[

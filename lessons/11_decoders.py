@@ -1,4 +1,4 @@
-"""Lesson 10: Decoders differ: FCN skip sums, SegNet unpooling, U-Net concatenation
+"""Lesson 11: Decoders differ: FCN skip sums, SegNet unpooling, U-Net concatenation
 
 What this lesson teaches:
 - segmenters share their encoder and differ in the decoder, which projects the encoder's
@@ -15,9 +15,9 @@ What this lesson teaches:
   passed from encoder to decoder, milliseconds per training step (measured), and mean IoU
   after the same short training.
 
-New since lesson 09: SegNet and U-Net, MaxUnpool2d, Concat.
+New since lesson 10: SegNet and U-Net, MaxUnpool2d, Concat.
 
-Run: python lessons/10_decoders.py [--quick] [--out DIR] [--device gpu]
+Run: python lessons/11_decoders.py [--quick] [--out DIR] [--device gpu]
 """
 
 import os

@@ -1,4 +1,4 @@
-"""Lesson 12: The same code on a GPU
+"""Lesson 13: The same code on a GPU
 
 What it teaches: minifcn has one code path for the CPU (NumPy) and the GPU (CuPy). Every
 layer asks its input which array module owns it (``xp = get_array_module(x)``) and writes
@@ -14,9 +14,9 @@ CuPy stand-in the tests use (``minifcn.testing.strict_cupy``): NumPy arrays in a
 refuses what CuPy refuses. With ``--device gpu`` on a machine with CuPy and an NVIDIA GPU, the
 real CuPy plays it and the lesson also times a training step on both devices.
 
-New since lesson 11: nothing about segmentation; everything about where the arrays live.
+New since lesson 12: nothing about segmentation; everything about where the arrays live.
 
-Run: python lessons/12_gpu.py [--quick] [--out DIR] [--device gpu]
+Run: python lessons/13_gpu.py [--quick] [--out DIR] [--device gpu]
 """
 
 import contextlib
@@ -341,7 +341,7 @@ else:
     lesson.say("""
         Timings need a real GPU: the stand-in runs on the CPU. On a machine with an NVIDIA
         GPU and CuPy (pip install "minifcn[gpu]"), run
-        `python lessons/12_gpu.py --device gpu` to time the same training step on both
+        `python lessons/13_gpu.py --device gpu` to time the same training step on both
         devices.
     """)
 

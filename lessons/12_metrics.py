@@ -1,4 +1,4 @@
-"""Lesson 11: Measuring a segmenter: confusion matrix, accuracy, IoU and void pixels
+"""Lesson 12: Measuring a segmenter: confusion matrix, accuracy, IoU and void pixels
 
 What this lesson teaches:
 - the confusion matrix n_ij (pixels of true class i predicted as j), accumulated over a
@@ -17,10 +17,10 @@ What this lesson teaches:
 - semantic segmentation does not tell instances apart, and neither do its measures:
   missing one of two circles still leaves a good circle IoU.
 
-New since lesson 10: no training at all. The predictions are made from the true masks, so
+New since lesson 11: no training at all. The predictions are made from the true masks, so
 every number below is exact and every claim is checked against it.
 
-Run: python lessons/11_metrics.py [--quick] [--out DIR] [--device gpu]
+Run: python lessons/12_metrics.py [--quick] [--out DIR] [--device gpu]
 """
 
 import matplotlib

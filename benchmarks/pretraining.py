@@ -1,0 +1,155 @@
+"""Does starting FCN-8s from a pre-trained classifier help when masks are few?
+
+    python benchmarks/pretraining.py                       # pretrain once, 3 seeds x 2 runs
+    python benchmarks/pretraining.py --classifier runs/classifier/best.npz   # reuse one
+    python benchmarks/pretraining.py --pretrain-epochs 1 --pretrain-size 32 --train-size 16 \\
+        --epochs 1 --val-size 16 --seeds 0          # a smoke run
+
+Long et al.'s recipe at toy scale: first ``minifcn pretrain`` (a classifier naming the
+shape that covers the most pixels of 96 x 96 images, :class:`minifcn.data.ShapeLabels`,
+images the segmenter never sees), then, for each seed, FCN-8s trained on only
+``--train-size`` labelled masks twice with the same budget, data and seed: once from
+scratch, once started from the converted classifier (``minifcn train --init-from``).
+Reports the last epoch's validation mean IoU of each, their mean over the seeds and the
+difference, whatever it is, in a table written to ``benchmarks/results/pretraining.md``.
+The pre-training time is reported separately: it is not part of the equal budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def main(argv=None) -> int:
+    from minifcn.train import TrainConfig, pretrain_config, train
+
+    pre = pretrain_config()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--classifier", default=None, metavar="CKPT",
+                        help="a classifier checkpoint to start from (default: pretrain one)")
+    parser.add_argument("--pretrain-epochs", type=int, default=4)
+    parser.add_argument("--pretrain-size", type=int, default=4000)
+    parser.add_argument("--pretrain-val-size", type=int, default=300)
+    parser.add_argument("--pretrain-lr", type=float, default=1e-3)
+    parser.add_argument("--model", default="fcn8s", choices=["fcn8s", "fcn16s", "fcn32s"])
+    parser.add_argument("--train-size", type=int, default=200)
+    parser.add_argument("--val-size", type=int, default=300)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--widths", type=int, nargs=5, default=None, metavar="W",
+                        help="encoder widths of the classifier and the FCNs, e.g. 8 16 32 32 "
+                             "64 (fc6/fc7 then as wide as the last; default: the models' own)")
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    parser.add_argument("--runs", default=str(REPO / "runs" / "pretraining"))
+    args = parser.parse_args(argv)
+    options = ({} if args.widths is None else
+               {"widths": tuple(args.widths), "head_channels": args.widths[-1]})
+
+    def log_as(tag):
+        return lambda line: print(f"[{tag}] {line}", flush=True)
+
+    classifier, pretrain_seconds, pretrain_row = args.classifier, None, None
+    if classifier is None:
+        config = pretrain_config(epochs=args.pretrain_epochs, train_size=args.pretrain_size,
+                                 val_size=args.pretrain_val_size, lr=args.pretrain_lr,
+                                 model_options=dict(options),
+                                 out=os.path.join(args.runs, "classifier"))
+        started = time.perf_counter()
+        pretrain_row = train(config, progress=False, log=log_as("pretrain"))
+        pretrain_seconds = time.perf_counter() - started
+        classifier = os.path.join(config.out, "best.npz")
+    else:
+        from minifcn.checkpoint import load_checkpoint
+
+        pretrain_row = load_checkpoint(classifier).metrics
+    del pre
+
+    results = {}  # (seed, start) -> (last row, seconds)
+    for seed in args.seeds:
+        for start in ("scratch", "classifier"):
+            config = TrainConfig(model=args.model, epochs=args.epochs,
+                                 train_size=args.train_size, val_size=args.val_size,
+                                 seed=seed, out=os.path.join(args.runs, f"{start}-{seed}"),
+                                 model_options=dict(options),
+                                 init_from=classifier if start == "classifier" else None)
+            started = time.perf_counter()
+            last = train(config, progress=False, log=log_as(f"{start} seed {seed}"))
+            results[seed, start] = (last, time.perf_counter() - started)
+
+    lines = _report(results, args, classifier, pretrain_row, pretrain_seconds)
+    print("\n".join(lines))
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, "pretraining.md")
+    with open(f"{path}.tmp", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(f"{path}.tmp", path)
+    print(f"[written] {path}")
+    return 0
+
+
+def _report(results, args, classifier, pretrain_row, pretrain_seconds) -> list[str]:
+    import numpy
+
+    import minifcn
+
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    if pretrain_seconds is not None:
+        pretrained = (f"pre-trained here: {args.pretrain_epochs} epochs of "
+                      f"{args.pretrain_size} images, Adam lr {args.pretrain_lr:g}, "
+                      f"{pretrain_seconds:.0f} s, validation "
+                      f"accuracy {pretrain_row['accuracy']:.3f} (3 classes)")
+    else:
+        pretrained = (f"`{classifier}`, validation accuracy "
+                      f"{pretrain_row.get('accuracy', float('nan')):.3f} (3 classes)")
+    widths = ("the models' defaults" if args.widths is None else
+              f"encoder {tuple(args.widths)}, fc6 and fc7 {args.widths[-1]}")
+    lines = [
+        f"# {args.model} from a pre-trained classifier against from scratch, few masks",
+        "",
+        f"`python benchmarks/pretraining.py {' '.join(sys.argv[1:])}`".replace(" `", "`"),
+        f"({datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC)",
+        "",
+        f"- Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"load average at the end {load}",
+        f"- Python {platform.python_version()}, NumPy {numpy.__version__}, "
+        f"minifcn {minifcn.__version__}",
+        f"- Classifier: {pretrained}",
+        f"- Widths: {widths}",
+        f"- Segmenter: {args.epochs} epochs of {args.train_size} labelled masks (64x64), "
+        f"batch 16, Adam lr 3e-3, cosine schedule, random flips; validation mean IoU on "
+        f"{args.val_size} images, last epoch. Both starts see the same data in the same "
+        f"order (same seed).",
+        "",
+        "| seed | from scratch | from the classifier | difference | seconds (each) |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    differences = []
+    for seed in args.seeds:
+        scratch, t_scratch = results[seed, "scratch"]
+        started, t_started = results[seed, "classifier"]
+        difference = started["mean_iou"] - scratch["mean_iou"]
+        differences.append(difference)
+        lines.append(f"| {seed} | {scratch['mean_iou']:.3f} | {started['mean_iou']:.3f} | "
+                     f"{difference:+.3f} | {t_scratch:.0f} / {t_started:.0f} |")
+    scratch_mean = statistics.mean(results[s, "scratch"][0]["mean_iou"] for s in args.seeds)
+    started_mean = statistics.mean(results[s, "classifier"][0]["mean_iou"] for s in args.seeds)
+    spread = statistics.stdev(differences) if len(differences) > 1 else float("nan")
+    lines.append(f"| mean | {scratch_mean:.3f} | {started_mean:.3f} | "
+                 f"{started_mean - scratch_mean:+.3f} (sd {spread:.3f}) | |")
+    better = sum(d > 0 for d in differences)
+    lines += ["", f"The converted classifier was ahead in {better} of {len(differences)} "
+                  f"seeds."]
+    return lines
+
+
+if __name__ == "__main__":
+    sys.exit(main())

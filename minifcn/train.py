@@ -116,7 +116,8 @@ class TrainConfig:
             raise ValueError(f"--num-classes {self.num_classes} but --class-names gives "
                              f"{len(names)} names ({', '.join(names[:5])}"
                              f"{', ...' if len(names) > 5 else ''})")
-        if self.data is None and (self.num_classes not in (0, Shapes.num_classes) or (
+        if not self.is_classifier and self.data is None and (
+                self.num_classes not in (0, Shapes.num_classes) or (
                 names is not None and len(names) != Shapes.num_classes)):
             raise ValueError(f"the toy shapes have {Shapes.num_classes} classes "
                              f"({', '.join(Shapes.CLASSES)}); --num-classes and --class-names "

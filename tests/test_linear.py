@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from minifcn.testing import strict_cupy
 from hypothesis import given
 from hypothesis import strategies as st
-from minifcn.testing.strategies import LinearConfig, flatten_configs, linear_configs, seeds
 from test_conv import assert_close
 
 from minifcn import backend
@@ -17,6 +15,8 @@ from minifcn.functional import linear as F
 from minifcn.gradcheck import gradcheck_module
 from minifcn.models import summary
 from minifcn.nn import AdaptiveAvgPool2d, Conv2d, Flatten, Linear, ReLU, Sequential
+from minifcn.testing import strict_cupy
+from minifcn.testing.strategies import LinearConfig, flatten_configs, linear_configs, seeds
 
 # Linear is linear in x and in the weight: central differences have no truncation error, only
 # rounding (about |L| * 1e-16 / eps), so a large step is the accurate one (as for Conv2d).

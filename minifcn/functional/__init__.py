@@ -71,6 +71,6 @@ __all__ = [
     "flatten_forward", "flatten_shape", "im2col", "leaky_relu_backward", "leaky_relu_forward",
     "linear_backward", "linear_forward", "linear_naive", "log_softmax", "max_pool2d_backward",
     "max_pool2d_forward", "max_pool2d_indices", "max_pool2d_naive", "max_unpool2d_backward",
-    "max_unpool2d_forward", "pad2d_backward", "pad2d_forward", "relu_backward", "relu_forward", "softmax", "upsample_backward",
-    "upsample_forward", "upsample_output_size",
+    "max_unpool2d_forward", "pad2d_backward", "pad2d_forward", "relu_backward", "relu_forward",
+    "softmax", "upsample_backward", "upsample_forward", "upsample_output_size",
 ]

@@ -52,7 +52,10 @@ def max_abs_diff(a, b) -> float:
     return float(np.abs(minifcn.to_numpy(a) - minifcn.to_numpy(b)).max())
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 1. One output pixel is one dot product
+
+# %%
 lesson.heading("1. One output pixel is one dot product")
 
 image = np.arange(25, dtype=np.float64).reshape(5, 5)  # a 5x5 one-channel "image"
@@ -83,7 +86,10 @@ assert y[0, 0, 1, 2] == by_hand, f"Conv2d gave {y[0, 0, 1, 2]}, the dot product 
 assert np.all(y == -8.0), f"a constant left-right slope of 1 gives -8 everywhere, got {y}"
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 2. Every pixel: a loop, then im2col and one matrix product
+
+# %%
 lesson.heading("2. Every pixel: a loop, then im2col and one matrix product")
 
 
@@ -190,7 +196,10 @@ save_im2col_figure(path)
 lesson.saved(path)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 3. Why one matrix product is fast
+
+# %%
 lesson.heading("3. Why one matrix product is fast")
 
 
@@ -231,7 +240,10 @@ assert speedup > minimum_speedup, (
     f"measured {speedup:.1f}x")
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 4. What kernels extract: feature maps of a toy image
+
+# %%
 lesson.heading("4. What kernels extract: feature maps of a toy image")
 
 count = 4 if lesson.quick else 16
@@ -353,7 +365,10 @@ save_feature_figure(path)
 lesson.saved(path)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 5. Output size: padding, stride, dilation
+
+# %%
 lesson.heading("5. Output size: padding, stride, dilation")
 
 
@@ -388,7 +403,10 @@ print(f"  padding='same' with a 5x5 kernel: {same}")
 assert same == (1, 3, H, H), f"padding='same' keeps the size, got {same}"
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 6. PyTorch's layout
+
+# %%
 lesson.heading("6. PyTorch's layout")
 
 conv = conv_layer(3, 16, (3, 5), stride=2, padding=(1, 2))

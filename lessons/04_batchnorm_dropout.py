@@ -47,7 +47,10 @@ def per_channel(array, reduce):
     return reduce(minifcn.to_numpy(array), axis=(0, 2, 3))
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 1. Batch normalization: batch statistics in training, running ones in eval
+
+# %%
 lesson.heading("1. Batch normalization: batch statistics in training, running ones in eval")
 
 means, stds = np.array([5.0, -2.0, 0.5]), np.array([3.0, 0.5, 1.0])
@@ -96,7 +99,10 @@ assert eval_effect == 0.0, f"in evaluation, samples are independent: {eval_effec
 assert eval_error < 1e-12, f"in evaluation, batch norm is an affine map: {eval_error}"
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 2. Running statistics converge to the data's
+
+# %%
 lesson.heading("2. Running statistics converge to the data's")
 
 count = 128 if lesson.quick else 512
@@ -183,7 +189,10 @@ save_running_stats_figure(path)
 lesson.saved(path)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 3. Dropout: random zeros in training, the identity in evaluation
+
+# %%
 lesson.heading("3. Dropout: random zeros in training, the identity in evaluation")
 
 p = 0.5
@@ -267,7 +276,10 @@ save_dropout_figure(path)
 lesson.saved(path)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 4. Their effect on training a small segmenter on little data
+
+# %%
 lesson.heading("4. Their effect on training a small segmenter on little data")
 
 TRAIN_IMAGES, STEPS = (48, 80) if lesson.quick else (128, 400)

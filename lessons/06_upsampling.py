@@ -60,7 +60,10 @@ def max_difference(a, b) -> float:
     return float(np.abs(host_array(a) - host_array(b)).max())
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 1. Nearest and bilinear interpolation
+
+# %%
 lesson.heading("1. Nearest and bilinear interpolation")
 
 
@@ -133,7 +136,10 @@ lesson.say("""
 """)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 2. Transposed convolution, three ways
+
+# %%
 lesson.heading("2. Transposed convolution, three ways")
 
 N, C_IN, C_OUT, K, S, P = 2, 3, 2, 4, 2, 1
@@ -265,7 +271,10 @@ save_matrix_figure(path)
 lesson.saved(path)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 3. Output size and output_padding
+
+# %%
 lesson.heading("3. Output size and output_padding")
 
 down = nn.Conv2d(1, 1, 3, stride=2, padding=1, device=lesson.device)
@@ -291,7 +300,10 @@ assert sizes_down[7] == sizes_down[8] == 4, f"7 and 8 both go to 4: {sizes_down}
 assert size_up == 7 and size_up_padded == 8 and size_asked == 8, (size_up, size_up_padded)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 4. The up-samplers side by side
+
+# %%
 lesson.heading("4. The up-samplers side by side")
 
 minifcn.manual_seed(0)
@@ -387,7 +399,10 @@ lesson.say(f"""
 assert bilinear_kernel_error < 1e-5, f"bilinear kernel vs Upsample: {bilinear_kernel_error}"
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 5. How far does bilinear interpolation go? x2 to x32, measured
+
+# %%
 lesson.heading("5. How far does bilinear interpolation go? x2 to x32, measured")
 
 COUNT, SIDE = (12 if lesson.quick else 48), 128

@@ -48,7 +48,10 @@ def on_device(array, dtype=np.float64):
     return lesson.asarray(np.asarray(array, dtype=dtype))
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 1. The bilinear filter
+
+# %%
 lesson.heading("1. The bilinear filter")
 
 
@@ -115,7 +118,10 @@ save_filter_figure(path)
 lesson.saved(path)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 2. It is bilinear interpolation, away from the border
+
+# %%
 lesson.heading("2. It is bilinear interpolation, away from the border")
 
 
@@ -165,7 +171,10 @@ lesson.say(f"""
 assert np.allclose(border_rows[4][2:-2], 1.0) and border_rows[4][0] < 0.9, border_rows[4]
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 3. Fixed or learned? Training FCN-32s both ways
+
+# %%
 lesson.heading("3. Fixed or learned? Training FCN-32s both ways")
 
 # A narrow network and a short run (measured on 2 busy cores: ~60 ms a step); the gap

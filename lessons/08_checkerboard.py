@@ -74,7 +74,10 @@ def period_two_cell(a):
     return cell if np.allclose(a, tiled, rtol=0, atol=1e-12) else None
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 1. Overlap: how many input pixels reach each output pixel
+
+# %%
 lesson.heading("1. Overlap: how many input pixels reach each output pixel")
 
 SIDE = 8
@@ -130,7 +133,10 @@ lesson.say("""
 """)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 2. A constant input comes out as a pattern
+
+# %%
 lesson.heading("2. A constant input comes out as a pattern")
 
 weight3 = host.standard_normal((1, 1, 3, 3))
@@ -182,7 +188,10 @@ assert smooth[4] < 1e-12 < 1.0 < smooth[3], f"all-equal weights: {smooth}"
 assert ratio > 1.6, f"uneven overlap should give stronger patterns: {ratio:.2f}x"
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 3. The same pattern in gradients
+
+# %%
 lesson.heading("3. The same pattern in gradients")
 
 
@@ -247,7 +256,10 @@ save_overlap_figure(path)
 lesson.saved(path)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 4. In a trained segmenter: the checkerboard ratio
+
+# %%
 lesson.heading("4. In a trained segmenter: the checkerboard ratio")
 
 

@@ -65,7 +65,10 @@ def build(name):
                        upsample="bilinear", device=lesson.device)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 1. A classifier made fully convolutional
+
+# %%
 lesson.heading("1. A classifier made fully convolutional")
 
 fcn32s = build("fcn32s")
@@ -101,7 +104,10 @@ lesson.say(f"""
 """)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 2. What bilinear interpolation of a coarse grid can draw
+
+# %%
 lesson.heading("2. What bilinear interpolation of a coarse grid can draw")
 
 val_set = Shapes(VAL_IMAGES, image_size=SIZE, seed=0, split="val")
@@ -139,7 +145,10 @@ lesson.say(f"""
 """)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 3. Three FCNs, the same budget
+
+# %%
 lesson.heading("3. Three FCNs, the same budget")
 
 train_set = Shapes(TRAIN_IMAGES, image_size=SIZE, seed=0, split="train")
@@ -224,7 +233,10 @@ lesson.say(f"""
 """)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 4. What the 2 x 2 map knows
+
+# %%
 lesson.heading("4. What the 2 x 2 map knows")
 
 model = models["fcn32s"]
@@ -294,7 +306,10 @@ save_coarse_figure(path)
 lesson.saved(path)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 5. Skips bring the edges back
+
+# %%
 lesson.heading("5. Skips bring the edges back")
 
 NEIGHBOURS = ((1, 0), (-1, 0), (0, 1), (0, -1))
@@ -364,7 +379,10 @@ lesson.say(f"""
 """)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 6. Blobs and fragments: regions per mask
+
+# %%
 lesson.heading("6. Blobs and fragments: regions per mask")
 
 

@@ -66,7 +66,10 @@ def build(name):
                        **DECODERS[name])
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 1. One encoder, three decoders
+
+# %%
 lesson.heading("1. One encoder, three decoders")
 
 models = {name: build(name) for name in DECODERS}
@@ -118,7 +121,10 @@ lesson.say(f"""
 """)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 2. What crosses from the encoder to the decoder
+
+# %%
 lesson.heading("2. What crosses from the encoder to the decoder")
 
 # A fresh encoder that keeps its pool indices, as SegNet's does (the models' own encoders
@@ -150,7 +156,10 @@ lesson.say(f"""
 """)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 3. Max-unpooling, on a 4 x 4 example
+
+# %%
 lesson.heading("3. Max-unpooling, on a 4 x 4 example")
 
 x = on_device([[[[1, 5, 2, 0],
@@ -203,7 +212,10 @@ lesson.say(f"""
 """)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 4. Concatenation against summation
+
+# %%
 lesson.heading("4. Concatenation against summation")
 
 host = np.random.default_rng(0)
@@ -247,7 +259,10 @@ lesson.say("""
 """)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 5. The same training for all three
+
+# %%
 lesson.heading("5. The same training for all three")
 
 train_set = Shapes(TRAIN_IMAGES, image_size=SIZE, seed=0, split="train")

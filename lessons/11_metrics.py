@@ -118,7 +118,10 @@ predictions = {
 results = {name: measure(p) for name, p in predictions.items()}
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 1. Void pixels: the band nobody is graded on
+
+# %%
 lesson.heading("1. Void pixels: the band nobody is graded on")
 
 void = truth == IGNORE_INDEX
@@ -174,7 +177,10 @@ save_void_figure(path)
 lesson.saved(path)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 2. The confusion matrix and the four measures
+
+# %%
 lesson.heading("2. The confusion matrix and the four measures")
 
 example = "16 x 16 blocks"
@@ -230,7 +236,10 @@ lesson.say("""
 """)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 3. How each measure reacts
+
+# %%
 lesson.heading("3. How each measure reacts")
 
 metrics = {name: confusion.compute() for name, confusion in results.items()}
@@ -361,7 +370,10 @@ save_confusion_figure(path)
 lesson.saved(path)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 4. A class that is not there
+
+# %%
 lesson.heading("4. A class that is not there")
 
 only_circles = next(i for i in range(NUM_IMAGES)
@@ -395,7 +407,10 @@ lesson.say(f"""
 """)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 5. One label per class, not per object
+
+# %%
 lesson.heading("5. One label per class, not per object")
 
 

@@ -124,7 +124,10 @@ def refused(what, action):
     raise AssertionError(f"{what}: expected a TypeError, and nothing was raised")
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## One code path, two array modules
+
+# %%
 lesson.heading("One code path, two array modules")
 
 host = np.ones((2, 3), dtype=np.float32)
@@ -295,7 +298,10 @@ with gpu_array_module() as gpu_xp:
         Hence dropout=0 above, and, in the test suite, masks injected rather than drawn.
     """)
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## Timing a training step on each device
+
+# %%
 lesson.heading("Timing a training step on each device")
 
 

@@ -215,10 +215,15 @@ def _split_readme(readme: str) -> tuple[str, str | None]:
 
 
 def _link_pages(text: str, built: list[Path]) -> str:
-    """Links to NN_name.py in the README become links to the built pages."""
-    for path in built:
-        text = text.replace(f"]({path.name})", f"]({path.stem}.html)")
-    return text
+    """Links to NN_name.py in the README become links to the built pages; a link to a
+    lesson not built (``--only``) becomes plain text rather than a broken link."""
+    pages = {path.name: f"{path.stem}.html" for path in built}
+
+    def relink(found: re.Match) -> str:
+        page = pages.get(found.group(2))
+        return f"[{found.group(1)}]({page})" if page else found.group(1)
+
+    return re.sub(r"\[([^\]]+)\]\((\d\d_\w+\.py)\)", relink, text)
 
 
 def build_site(out: str | os.PathLike = "site", lessons_dir=None, quick: bool = False,

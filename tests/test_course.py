@@ -169,6 +169,7 @@ def test_the_site_has_an_index_and_linked_lesson_pages(built_site):
     index = (built_site / "index.html").read_text()
     assert f'href="{first.stem}.html"' in index and f'href="{last.stem}.html"' in index
     assert 'href="exercises.html"' in index
+    assert not re.search(r'href="\d\d_\w+\.py"', index), "no link to a page not built"
     page = (built_site / f"{first.stem}.html").read_text()
     assert f'href="{last.stem}.html"' in page, "the first lesson links to the next one built"
     assert 'href="index.html"' in page

@@ -59,6 +59,9 @@ def max_abs_diff(a, b) -> float:
 
 # %% [markdown]
 # ## 1. The three gradients, by hand
+#
+# A convolution's backward returns three gradients: of the input, of the weight and of the
+# bias. Each is derived and computed here by hand and compared with the layer's.
 
 # %%
 lesson.heading("1. The three gradients, by hand")
@@ -130,6 +133,9 @@ for name, error in errors.items():
 
 # %% [markdown]
 # ## 2. Gradient checking with finite differences
+#
+# How do we know a backward pass is right? Compare it, in float64, with finite differences
+# of the forward pass along a random direction.
 
 # %%
 lesson.heading("2. Gradient checking with finite differences")
@@ -164,6 +170,8 @@ for description, arguments in LAYERS:
 
 # %% [markdown]
 # ## 3. Why dy must be random: a bug that dy = 1 cannot see
+#
+# An upstream gradient of ones hides some bugs. A deliberately wrong backward shows which.
 
 # %%
 lesson.heading("3. Why dy must be random: a bug that dy = 1 cannot see")
@@ -229,6 +237,9 @@ assert buggy_single < TOLERANCE, f"batch 1, 1 filter should hide the bug, got {b
 
 # %% [markdown]
 # ## 4. The input gradient is a transposed convolution
+#
+# The gradient with respect to the input is itself a convolution, the transposed one: the
+# adjoint of the forward map.
 
 # %%
 lesson.heading("4. The input gradient is a transposed convolution")
@@ -316,6 +327,8 @@ assert np.count_nonzero(dx_one) == np.count_nonzero(kernel), "and nothing else"
 
 # %% [markdown]
 # ## 5. Why float64: finite differences in float32
+#
+# The same gradient check in float32, to see why finite differences need double precision.
 
 # %%
 lesson.heading("5. Why float64: finite differences in float32")

@@ -56,6 +56,9 @@ def relative_change(a, b) -> float:
 
 # %% [markdown]
 # ## 1. Pooling and stride
+#
+# Max and average pooling keep one number per window; any layer with a stride sub-samples
+# too.
 
 # %%
 lesson.heading("1. Pooling and stride")
@@ -106,6 +109,9 @@ assert tuple(strided(x).shape[2:]) == tuple(overlapping(x).shape[2:]) == (2, 2),
 
 # %% [markdown]
 # ## 2. Feature-map size and receptive field, layer by layer
+#
+# Through a stack of layers: how the map shrinks and how much of the image each output pixel
+# sees.
 
 # %%
 lesson.heading("2. Feature-map size and receptive field, layer by layer")
@@ -246,6 +252,9 @@ lesson.saved(path)
 
 # %% [markdown]
 # ## 3. Spatial invariance, measured
+#
+# Sub-sampling makes features change less when the input shifts by a pixel or two; measured
+# here.
 
 # %%
 lesson.heading("3. Spatial invariance, measured")
@@ -288,6 +297,8 @@ for name, values in changes.items():
 
 # %% [markdown]
 # ## 4. Less computation
+#
+# Smaller maps cost fewer operations in every later layer; counted here.
 
 # %%
 lesson.heading("4. Less computation")
@@ -342,6 +353,8 @@ assert speedup_4 > 4, f"a x4 smaller map should be at least 4x faster, got {spee
 
 # %% [markdown]
 # ## 5. What sub-sampling costs: resolution
+#
+# What is lost: fine detail, which a segmenter needs back at the end.
 
 # %%
 lesson.heading("5. What sub-sampling costs: resolution")

@@ -49,6 +49,9 @@ def per_channel(array, reduce):
 
 # %% [markdown]
 # ## 1. Batch normalization: batch statistics in training, running ones in eval
+#
+# Batch norm normalises with the batch's statistics in training and with running averages in
+# evaluation; both modes, checked.
 
 # %%
 lesson.heading("1. Batch normalization: batch statistics in training, running ones in eval")
@@ -101,6 +104,8 @@ assert eval_error < 1e-12, f"in evaluation, batch norm is an affine map: {eval_e
 
 # %% [markdown]
 # ## 2. Running statistics converge to the data's
+#
+# The running mean and variance approach the statistics of the data as training goes on.
 
 # %%
 lesson.heading("2. Running statistics converge to the data's")
@@ -191,6 +196,9 @@ lesson.saved(path)
 
 # %% [markdown]
 # ## 3. Dropout: random zeros in training, the identity in evaluation
+#
+# Dropout zeroes random activations in training (scaling the rest up) and does nothing in
+# evaluation.
 
 # %%
 lesson.heading("3. Dropout: random zeros in training, the identity in evaluation")
@@ -278,6 +286,9 @@ lesson.saved(path)
 
 # %% [markdown]
 # ## 4. Their effect on training a small segmenter on little data
+#
+# A small segmenter trained on few images, with and without batch norm and dropout: their
+# measured effect on overfitting.
 
 # %%
 lesson.heading("4. Their effect on training a small segmenter on little data")

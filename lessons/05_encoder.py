@@ -52,6 +52,9 @@ def on_device(array, dtype=np.float32):
 
 # %% [markdown]
 # ## 1. Segmentation: one class per pixel
+#
+# Semantic segmentation labels every pixel with a class; objects of the same class are not
+# told apart.
 
 # %%
 lesson.heading("1. Segmentation: one class per pixel")
@@ -136,6 +139,9 @@ lesson.saved(path)
 
 # %% [markdown]
 # ## 2. Encoder and decoder
+#
+# An encoder of convolutions and sub-sampling, then a decoder that brings the coarse
+# features back to one score per pixel and class.
 
 # %%
 lesson.heading("2. Encoder and decoder")
@@ -206,6 +212,9 @@ assert unpooled_stage5 == 256 * stage_cost[4], "16x16 times more output pixels"
 
 # %% [markdown]
 # ## 3. Receptive field and output stride, for any model
+#
+# `summary()` computes, for every layer of any model, its output shape, its stride in input
+# pixels and its receptive field.
 
 # %%
 lesson.heading("3. Receptive field and output stride, for any model")
@@ -342,6 +351,9 @@ lesson.saved(path)
 
 # %% [markdown]
 # ## 4. The original FCN: pad 100, crop 19
+#
+# Why the original FCN padded its first convolution by 100 pixels and cropped its outputs,
+# computed.
 
 # %%
 lesson.heading("4. The original FCN: pad 100, crop 19")
@@ -443,6 +455,9 @@ assert misaligned is not None and "misaligned by -80" in str(misaligned), misali
 
 # %% [markdown]
 # ## 5. minifcn's encoder needs no crop
+#
+# With 'same' padding, minifcn's encoder keeps maps aligned with the image, so no crop is
+# needed.
 
 # %%
 lesson.heading("5. minifcn's encoder needs no crop")
@@ -469,6 +484,9 @@ assert crop_offset(big=pool4_scores, small=score_x2) == 0, (pool4_scores, score_
 
 # %% [markdown]
 # ## 6. Images that are not a multiple of 32
+#
+# What happens to an image whose sides are not a multiple of the overall stride of 32, and
+# what to do about it.
 
 # %%
 lesson.heading("6. Images that are not a multiple of 32")

@@ -62,6 +62,9 @@ def max_difference(a, b) -> float:
 
 # %% [markdown]
 # ## 1. Nearest and bilinear interpolation
+#
+# Two fixed ways to enlarge a map, nearest and bilinear interpolation, with both
+# `align_corners` rules.
 
 # %%
 lesson.heading("1. Nearest and bilinear interpolation")
@@ -138,6 +141,9 @@ lesson.say("""
 
 # %% [markdown]
 # ## 2. Transposed convolution, three ways
+#
+# A transposed convolution computed three ways that agree: zero insertion then a
+# convolution, the adjoint of a convolution, and a convolution's input gradient.
 
 # %%
 lesson.heading("2. Transposed convolution, three ways")
@@ -273,6 +279,8 @@ lesson.saved(path)
 
 # %% [markdown]
 # ## 3. Output size and output_padding
+#
+# The output size of a transposed convolution, and what `output_padding` is for.
 
 # %%
 lesson.heading("3. Output size and output_padding")
@@ -302,6 +310,9 @@ assert size_up == 7 and size_up_padded == 8 and size_asked == 8, (size_up, size_
 
 # %% [markdown]
 # ## 4. The up-samplers side by side
+#
+# FCN's up-sampling layer (kernel 2s, stride s) with a bilinear kernel and with a random
+# kernel of the same total weight, compared.
 
 # %%
 lesson.heading("4. The up-samplers side by side")
@@ -401,6 +412,8 @@ assert bilinear_kernel_error < 1e-5, f"bilinear kernel vs Upsample: {bilinear_ke
 
 # %% [markdown]
 # ## 5. How far does bilinear interpolation go? x2 to x32, measured
+#
+# Down-sample a mask, interpolate it back up, and measure what survives, from x2 to x32.
 
 # %%
 lesson.heading("5. How far does bilinear interpolation go? x2 to x32, measured")

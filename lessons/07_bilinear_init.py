@@ -50,6 +50,9 @@ def on_device(array, dtype=np.float64):
 
 # %% [markdown]
 # ## 1. The bilinear filter
+#
+# FCN initialises its up-sampling layers with a bilinear filter; here it is, at several
+# scales.
 
 # %%
 lesson.heading("1. The bilinear filter")
@@ -120,6 +123,9 @@ lesson.saved(path)
 
 # %% [markdown]
 # ## 2. It is bilinear interpolation, away from the border
+#
+# A transposed convolution with that filter computes bilinear interpolation, except in a
+# band along the border; compared with `Upsample`.
 
 # %%
 lesson.heading("2. It is bilinear interpolation, away from the border")
@@ -173,6 +179,9 @@ assert np.allclose(border_rows[4][2:-2], 1.0) and border_rows[4][0] < 0.9, borde
 
 # %% [markdown]
 # ## 3. Fixed or learned? Training FCN-32s both ways
+#
+# The same FCN-32s trained twice, its x32 up-sampling layer learned in one run and frozen at
+# bilinear in the other.
 
 # %%
 lesson.heading("3. Fixed or learned? Training FCN-32s both ways")

@@ -76,6 +76,9 @@ def period_two_cell(a):
 
 # %% [markdown]
 # ## 1. Overlap: how many input pixels reach each output pixel
+#
+# When the kernel size is not divisible by the stride, output pixels receive unequal numbers
+# of contributions: counted here.
 
 # %%
 lesson.heading("1. Overlap: how many input pixels reach each output pixel")
@@ -135,6 +138,9 @@ lesson.say("""
 
 # %% [markdown]
 # ## 2. A constant input comes out as a pattern
+#
+# A constant input through a stride-2 transposed convolution: where the overlap is uneven,
+# it comes out as a repeating 2x2 pattern.
 
 # %%
 lesson.heading("2. A constant input comes out as a pattern")
@@ -190,6 +196,8 @@ assert ratio > 1.6, f"uneven overlap should give stronger patterns: {ratio:.2f}x
 
 # %% [markdown]
 # ## 3. The same pattern in gradients
+#
+# The same unevenness appears in the gradients that flow back through a strided convolution.
 
 # %%
 lesson.heading("3. The same pattern in gradients")
@@ -258,6 +266,9 @@ lesson.saved(path)
 
 # %% [markdown]
 # ## 4. In a trained segmenter: the checkerboard ratio
+#
+# Decoders with kernel 3, kernel 4 and resize-then-convolve, trained, and the checkerboard
+# pattern measured in their outputs.
 
 # %%
 lesson.heading("4. In a trained segmenter: the checkerboard ratio")

@@ -68,6 +68,8 @@ def build(name):
 
 # %% [markdown]
 # ## 1. One encoder, three decoders
+#
+# FCN-8s, SegNet and U-Net built over the very same encoder, differing only in the decoder.
 
 # %%
 lesson.heading("1. One encoder, three decoders")
@@ -123,6 +125,9 @@ lesson.say(f"""
 
 # %% [markdown]
 # ## 2. What crosses from the encoder to the decoder
+#
+# What each decoder takes from the encoder: class scores, pool indices, or whole feature
+# maps.
 
 # %%
 lesson.heading("2. What crosses from the encoder to the decoder")
@@ -158,6 +163,9 @@ lesson.say(f"""
 
 # %% [markdown]
 # ## 3. Max-unpooling, on a 4 x 4 example
+#
+# SegNet's max-unpooling puts values back where the max-pool found its maxima; forward and
+# backward on a small example.
 
 # %%
 lesson.heading("3. Max-unpooling, on a 4 x 4 example")
@@ -214,6 +222,9 @@ lesson.say(f"""
 
 # %% [markdown]
 # ## 4. Concatenation against summation
+#
+# U-Net concatenates where FCN adds: shapes, gradients, and what a convolution after
+# concatenation can do.
 
 # %%
 lesson.heading("4. Concatenation against summation")
@@ -261,6 +272,8 @@ lesson.say("""
 
 # %% [markdown]
 # ## 5. The same training for all three
+#
+# The three segmenters trained on the same batches: parameters, time per step and mean IoU.
 
 # %%
 lesson.heading("5. The same training for all three")

@@ -126,6 +126,10 @@ def refused(what, action):
 
 # %% [markdown]
 # ## One code path, two array modules
+#
+# Every layer asks its input which array module owns it and computes with that one: the same
+# code runs on NumPy and CuPy. Then moving arrays, a model and an optimizer to the GPU, and
+# what breaks when devices are mixed.
 
 # %%
 lesson.heading("One code path, two array modules")
@@ -300,6 +304,8 @@ with gpu_array_module() as gpu_xp:
 
 # %% [markdown]
 # ## Timing a training step on each device
+#
+# Where there is a real GPU, a training step timed on each device.
 
 # %%
 lesson.heading("Timing a training step on each device")

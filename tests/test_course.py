@@ -122,6 +122,11 @@ def test_a_lesson_runs_as_a_notebook_in_quick_mode(lesson, tmp_path):
     narrative = [output for cell in notebook.cells if cell.cell_type == "code"
                  for output in cell.outputs if "text/markdown" in output.get("data", {})]
     assert narrative, "lesson.say should show its text as Markdown in a notebook"
+    headings = [cell.source.splitlines()[0] for cell in notebook.cells
+                if cell.cell_type == "markdown" and cell.source.startswith("## ")]
+    shown_again = [output["data"]["text/markdown"] for output in narrative
+                   if output["data"]["text/markdown"].replace("###", "##") in headings]
+    assert headings and not shown_again, "a heading opening its cell shows only in Markdown"
 
 
 # --- the site ---------------------------------------------------------------------------------

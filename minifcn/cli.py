@@ -359,8 +359,12 @@ def _course(args) -> int:
         return 1
     site.find_lessons(args.lessons, args.only)  # a wrong folder or name, before any work
     print(f"Running the lessons as notebooks{' in quick mode' if args.quick else ''}:")
-    built = site.build_site(args.out, args.lessons, quick=args.quick, only=args.only,
-                            device=args.device)
+    try:
+        built = site.build_site(args.out, args.lessons, quick=args.quick, only=args.only,
+                                device=args.device)
+    except site.LessonFailed as error:  # the whole cell and traceback: the lesson's own
+        print(f"minifcn course: error: {error}", file=sys.stderr)
+        return 1
     print(f"Wrote {len(built)} lesson page(s); open {os.path.join(args.out, 'index.html')}")
     return 0
 

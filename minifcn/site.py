@@ -20,12 +20,14 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["COURSE_TOOLS", "CourseToolsMissing", "build_site", "default_lessons_dir",
-           "execute_lesson", "find_lessons", "lesson_notebook", "require_course_tools"]
+__all__ = ["COURSE_TOOLS", "CourseToolsMissing", "LessonFailed", "build_site",
+           "default_lessons_dir", "execute_lesson", "find_lessons", "lesson_notebook",
+           "require_course_tools"]
 
 # module names (the PyPI names are the same)
 COURSE_TOOLS = ("jupytext", "nbclient", "nbconvert", "nbformat", "ipykernel")
@@ -34,6 +36,11 @@ EXERCISES_HEADING = re.compile(r"^## .*exercises.*$", re.IGNORECASE | re.MULTILI
 
 class CourseToolsMissing(ImportError):
     """The ``course`` extra is not installed."""
+
+
+class LessonFailed(RuntimeError):
+    """A lesson's cell raised (an assert of the lesson, most often): the message names the
+    lesson and holds the cell and its traceback."""
 
 
 def require_course_tools() -> None:
@@ -101,6 +108,7 @@ def execute_lesson(path: str | os.PathLike, out: str | os.PathLike, quick: bool 
     cell and shows the traceback.
     """
     from nbclient import NotebookClient
+    from traitlets.config import Config
 
     from . import course
 
@@ -114,9 +122,14 @@ def execute_lesson(path: str | os.PathLike, out: str | os.PathLike, quick: bool 
                                                        os.environ.get("PYTHONPATH"))))}
     folder = str(cwd or Path(out).resolve())
     os.makedirs(folder, exist_ok=True)
-    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": folder}})
-    client.execute(env=env)
+    # IPC rather than TCP: the kernel talks to this process only (and does not warn that
+    # TCP is unencrypted)
+    with tempfile.TemporaryDirectory(prefix="minifcn-kernel-") as sockets:
+        ipc = Config({"KernelManager": {"transport": "ipc",
+                                        "ip": os.path.join(sockets, "kernel")}})
+        client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+                                resources={"metadata": {"path": folder}}, config=ipc)
+        client.execute(env=env)
     return notebook
 
 
@@ -233,6 +246,7 @@ def build_site(out: str | os.PathLike = "site", lessons_dir=None, quick: bool = 
     one NN_name.html per lesson (figures embedded; also saved under out/figures/)."""
     require_course_tools()
     import nbformat
+    from nbclient.exceptions import CellExecutionError
 
     lessons = find_lessons(lessons_dir, only)
     folder = lessons[0].parent
@@ -247,8 +261,11 @@ def build_site(out: str | os.PathLike = "site", lessons_dir=None, quick: bool = 
     built = []
     for number, path in enumerate(lessons):
         started = time.perf_counter()
-        notebook = execute_lesson(path, out / "figures" / path.stem, quick=quick,
-                                  device=device, timeout=timeout)
+        try:
+            notebook = execute_lesson(path, out / "figures" / path.stem, quick=quick,
+                                      device=device, timeout=timeout)
+        except CellExecutionError as error:
+            raise LessonFailed(f"{path.name} failed as a notebook:\n{error}") from None
         seconds = time.perf_counter() - started
         log(f"  {path.name}: executed in {seconds:.1f} s")
         previous = lessons[number - 1] if number > 0 else None

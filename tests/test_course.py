@@ -153,6 +153,26 @@ def test_course_build_refuses_unknown_lessons_and_folders(tmp_path, capsys):
     assert not (tmp_path / "index.html").exists()
 
 
+@needs_course_tools
+def test_a_failing_lesson_stops_the_build_naming_it_and_its_claim(tmp_path, capsys):
+    """Any lessons folder in the course's style works (--lessons); a lesson whose assert
+    fails as a notebook stops the build with its name, its cell and its message."""
+    lessons = tmp_path / "lessons"
+    lessons.mkdir()
+    (lessons / "01_broken.py").write_text(
+        '"""Lesson 01: A false claim\n\nRun: python lessons/01_broken.py\n"""\n\n'
+        "from minifcn import course\n\nlesson = course.start(__doc__)\n\n"
+        "# %% [markdown]\n# ## 1. The claim\n\n# %%\n"
+        'lesson.heading("1. The claim")\nassert 1 + 1 == 3, "one and one make three"\n')
+    status = cli.main(["course", "build", "--lessons", str(lessons), "--out",
+                       str(tmp_path / "site")])
+    error = capsys.readouterr().err
+    assert status == 1
+    assert "minifcn course: error: 01_broken.py failed as a notebook" in error
+    assert "one and one make three" in error and "AssertionError" in error
+    assert not (tmp_path / "site" / "index.html").exists()
+
+
 @pytest.fixture(scope="module")
 def built_site(tmp_path_factory):
     """The site of the first and the last lesson, in quick mode."""

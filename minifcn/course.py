@@ -24,6 +24,7 @@ import argparse
 import ast
 import linecache
 import os
+import re
 import sys
 import textwrap
 import time
@@ -38,6 +39,10 @@ QUICK_VARIABLE, DEVICE_VARIABLE, OUT_VARIABLE = (
     "MINIFCN_QUICK", "MINIFCN_DEVICE", "MINIFCN_LESSON_OUT")
 # Set by ``minifcn course build`` so that a notebook knows its lesson's file name.
 NAME_VARIABLE = "MINIFCN_LESSON"
+
+
+# characters that Markdown would read as markup in the lessons' plain-text narrative
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|~$])")
 
 
 def in_notebook() -> bool:
@@ -107,7 +112,9 @@ class Lesson:
         if self.notebook:
             from IPython.display import Markdown
 
-            _display(Markdown("\n\n".join(paragraphs)))
+            # plain text, not Markdown: "C*KH*KW" must not turn KH into italics
+            _display(Markdown("\n\n".join(_MARKDOWN_SPECIAL.sub(r"\\\1", p)
+                                            for p in paragraphs)))
             return
         print("\n\n".join(textwrap.fill(p, width=92) for p in paragraphs))
         print()

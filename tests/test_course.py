@@ -6,6 +6,7 @@ tests meaningful: the first lesson, and the lesson on metrics.
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import os
@@ -96,6 +97,29 @@ def test_a_wrong_environment_value_is_refused_clearly(monkeypatch):
     monkeypatch.setenv(course.QUICK_VARIABLE, "fast")
     with pytest.raises(ValueError, match="MINIFCN_QUICK should be 1 or 0, got 'fast'"):
         course._options_from_environment()
+
+
+@needs_course_tools
+def test_in_a_notebook_the_narrative_is_plain_text_and_figures_show(monkeypatch, tmp_path):
+    shown = []
+    monkeypatch.setattr(course, "_display", shown.append)
+    lesson = course.Lesson(name="01_x", quick=True, out=str(tmp_path), device="cpu", xp=None,
+                           notebook=True)
+    lesson.say("""
+        im2col has C*KH*KW = 27 rows;
+        see state_dict <keys> [here].
+
+        A second paragraph.
+    """)
+    assert shown[0].data == ("im2col has C\\*KH\\*KW = 27 rows; see state\\_dict \\<keys\\> "
+                             "\\[here\\].\n\nA second paragraph.")
+    figure = tmp_path / "tiny_plot.png"
+    figure.write_bytes(base64.b64decode(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJ"
+        "RU5ErkJggg=="))
+    lesson.saved(str(figure))
+    assert shown[1].data == figure.read_bytes() and shown[1].alt == "01_x: figure tiny plot"
+    assert lesson.figures == [str(figure)]
 
 
 # --- lessons run as notebooks ---------------------------------------------------------------

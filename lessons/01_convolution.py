@@ -52,7 +52,14 @@ def max_abs_diff(a, b) -> float:
     return float(np.abs(minifcn.to_numpy(a) - minifcn.to_numpy(b)).max())
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 1. One output pixel is one dot product
+#
+# A convolution slides a small kernel over the image; each output pixel is the dot product
+# of the kernel with the window under it. We compute one by hand and compare it with
+# `Conv2d`.
+
+# %%
 lesson.heading("1. One output pixel is one dot product")
 
 image = np.arange(25, dtype=np.float64).reshape(5, 5)  # a 5x5 one-channel "image"
@@ -83,7 +90,14 @@ assert y[0, 0, 1, 2] == by_hand, f"Conv2d gave {y[0, 0, 1, 2]}, the dot product 
 assert np.all(y == -8.0), f"a constant left-right slope of 1 gives -8 everywhere, got {y}"
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 2. Every pixel: a loop, then im2col and one matrix product
+#
+# The same for every pixel: first with two loops, then the way minifcn does it, copying
+# every window into a column of one matrix (im2col) and multiplying by the reshaped weight
+# once.
+
+# %%
 lesson.heading("2. Every pixel: a loop, then im2col and one matrix product")
 
 
@@ -190,7 +204,13 @@ save_im2col_figure(path)
 lesson.saved(path)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 3. Why one matrix product is fast
+#
+# The loop and the matrix product do the same arithmetic; timing both shows what handing it
+# all to BLAS buys.
+
+# %%
 lesson.heading("3. Why one matrix product is fast")
 
 
@@ -231,7 +251,13 @@ assert speedup > minimum_speedup, (
     f"measured {speedup:.1f}x")
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 4. What kernels extract: feature maps of a toy image
+#
+# Hand-set 3x3 kernels (edges, outlines, smoothing) in one `Conv2d`, applied to the toy
+# images the course segments: a kernel responds where the window looks like it.
+
+# %%
 lesson.heading("4. What kernels extract: feature maps of a toy image")
 
 count = 4 if lesson.quick else 16
@@ -353,7 +379,12 @@ save_feature_figure(path)
 lesson.saved(path)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 5. Output size: padding, stride, dilation
+#
+# The output-size formula, checked against the layer for padding, stride and dilation.
+
+# %%
 lesson.heading("5. Output size: padding, stride, dilation")
 
 
@@ -388,7 +419,13 @@ print(f"  padding='same' with a 5x5 kernel: {same}")
 assert same == (1, 3, H, H), f"padding='same' keeps the size, got {same}"
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 6. PyTorch's layout
+#
+# minifcn keeps PyTorch's layouts: input (N, C, H, W), weight (out_channels, in_channels,
+# KH, KW), and the same `state_dict` keys.
+
+# %%
 lesson.heading("6. PyTorch's layout")
 
 conv = conv_layer(3, 16, (3, 5), stride=2, padding=(1, 2))

@@ -57,7 +57,13 @@ def max_abs_diff(a, b) -> float:
     return float(np.abs(minifcn.to_numpy(a) - minifcn.to_numpy(b)).max())
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 1. The three gradients, by hand
+#
+# A convolution's backward returns three gradients: of the input, of the weight and of the
+# bias. Each is derived and computed here by hand and compared with the layer's.
+
+# %%
 lesson.heading("1. The three gradients, by hand")
 
 
@@ -125,7 +131,13 @@ for name, error in errors.items():
     assert error < 1e-12, f"{name} by hand and conv2d_backward disagree by {error}"
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 2. Gradient checking with finite differences
+#
+# How do we know a backward pass is right? Compare it, in float64, with finite differences
+# of the forward pass along a random direction.
+
+# %%
 lesson.heading("2. Gradient checking with finite differences")
 
 lesson.say(f"""
@@ -156,7 +168,12 @@ for description, arguments in LAYERS:
     assert report.max_error < TOLERANCE, f"Conv2d {description}: {report}"
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 3. Why dy must be random: a bug that dy = 1 cannot see
+#
+# An upstream gradient of ones hides some bugs. A deliberately wrong backward shows which.
+
+# %%
 lesson.heading("3. Why dy must be random: a bug that dy = 1 cannot see")
 
 
@@ -218,7 +235,13 @@ assert buggy_random > 1e-1, f"a random dy should expose the reshape bug, got {bu
 assert buggy_single < TOLERANCE, f"batch 1, 1 filter should hide the bug, got {buggy_single}"
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 4. The input gradient is a transposed convolution
+#
+# The gradient with respect to the input is itself a convolution, the transposed one: the
+# adjoint of the forward map.
+
+# %%
 lesson.heading("4. The input gradient is a transposed convolution")
 
 N, C, F, H = 2, 3, 4, 9
@@ -302,7 +325,12 @@ assert np.array_equal(dx_one[3:6, 1:4], kernel), "a one-pixel dy should stamp th
 assert np.count_nonzero(dx_one) == np.count_nonzero(kernel), "and nothing else"
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 5. Why float64: finite differences in float32
+#
+# The same gradient check in float32, to see why finite differences need double precision.
+
+# %%
 lesson.heading("5. Why float64: finite differences in float32")
 
 

@@ -54,7 +54,13 @@ def relative_change(a, b) -> float:
     return float(np.linalg.norm(a - b) / np.linalg.norm(a))
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 1. Pooling and stride
+#
+# Max and average pooling keep one number per window; any layer with a stride sub-samples
+# too.
+
+# %%
 lesson.heading("1. Pooling and stride")
 
 tile = np.array([[1, 3, 2, 0],
@@ -101,7 +107,13 @@ assert np.allclose(dx_avg, 0.25), "average-pool's gradient is spread evenly"
 assert tuple(strided(x).shape[2:]) == tuple(overlapping(x).shape[2:]) == (2, 2), "stride 2"
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 2. Feature-map size and receptive field, layer by layer
+#
+# Through a stack of layers: how the map shrinks and how much of the image each output pixel
+# sees.
+
+# %%
 lesson.heading("2. Feature-map size and receptive field, layer by layer")
 
 # A small VGG-like encoder: (conv3x3 - ReLU) x2 then a 2x2 max-pool, three times.
@@ -238,7 +250,13 @@ save_receptive_field_figure(path)
 lesson.saved(path)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 3. Spatial invariance, measured
+#
+# Sub-sampling makes features change less when the input shifts by a pixel or two; measured
+# here.
+
+# %%
 lesson.heading("3. Spatial invariance, measured")
 
 count = 8 if lesson.quick else 32
@@ -277,7 +295,12 @@ for name, values in changes.items():
     assert values[3] < 0.6 * values[0], f"{name}: three pooling levels: {values}"
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 4. Less computation
+#
+# Smaller maps cost fewer operations in every later layer; counted here.
+
+# %%
 lesson.heading("4. Less computation")
 
 
@@ -328,7 +351,12 @@ assert speedup_2 > 2, f"a x2 smaller map should be at least 2x faster, got {spee
 assert speedup_4 > 4, f"a x4 smaller map should be at least 4x faster, got {speedup_4:.1f}x"
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 5. What sub-sampling costs: resolution
+#
+# What is lost: fine detail, which a segmenter needs back at the end.
+
+# %%
 lesson.heading("5. What sub-sampling costs: resolution")
 
 count = 8 if lesson.quick else 32

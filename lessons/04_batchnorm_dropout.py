@@ -47,7 +47,13 @@ def per_channel(array, reduce):
     return reduce(minifcn.to_numpy(array), axis=(0, 2, 3))
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 1. Batch normalization: batch statistics in training, running ones in eval
+#
+# Batch norm normalises with the batch's statistics in training and with running averages in
+# evaluation; both modes, checked.
+
+# %%
 lesson.heading("1. Batch normalization: batch statistics in training, running ones in eval")
 
 means, stds = np.array([5.0, -2.0, 0.5]), np.array([3.0, 0.5, 1.0])
@@ -96,7 +102,12 @@ assert eval_effect == 0.0, f"in evaluation, samples are independent: {eval_effec
 assert eval_error < 1e-12, f"in evaluation, batch norm is an affine map: {eval_error}"
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 2. Running statistics converge to the data's
+#
+# The running mean and variance approach the statistics of the data as training goes on.
+
+# %%
 lesson.heading("2. Running statistics converge to the data's")
 
 count = 128 if lesson.quick else 512
@@ -183,7 +194,13 @@ save_running_stats_figure(path)
 lesson.saved(path)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 3. Dropout: random zeros in training, the identity in evaluation
+#
+# Dropout zeroes random activations in training (scaling the rest up) and does nothing in
+# evaluation.
+
+# %%
 lesson.heading("3. Dropout: random zeros in training, the identity in evaluation")
 
 p = 0.5
@@ -267,7 +284,13 @@ save_dropout_figure(path)
 lesson.saved(path)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 4. Their effect on training a small segmenter on little data
+#
+# A small segmenter trained on few images, with and without batch norm and dropout: their
+# measured effect on overfitting.
+
+# %%
 lesson.heading("4. Their effect on training a small segmenter on little data")
 
 TRAIN_IMAGES, STEPS = (48, 80) if lesson.quick else (128, 400)

@@ -50,7 +50,13 @@ def on_device(array, dtype=np.float32):
     return lesson.asarray(np.asarray(array, dtype=dtype))
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 1. Segmentation: one class per pixel
+#
+# Semantic segmentation labels every pixel with a class; objects of the same class are not
+# told apart.
+
+# %%
 lesson.heading("1. Segmentation: one class per pixel")
 
 
@@ -131,7 +137,13 @@ save_labels_figure(path)
 lesson.saved(path)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 2. Encoder and decoder
+#
+# An encoder of convolutions and sub-sampling, then a decoder that brings the coarse
+# features back to one score per pixel and class.
+
+# %%
 lesson.heading("2. Encoder and decoder")
 
 x = on_device(image[None])
@@ -198,7 +210,13 @@ assert stage_cost[4] < stage_cost[0] / 2, f"stage 5 should cost less than stage 
 assert unpooled_stage5 == 256 * stage_cost[4], "16x16 times more output pixels"
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 3. Receptive field and output stride, for any model
+#
+# `summary()` computes, for every layer of any model, its output shape, its stride in input
+# pixels and its receptive field.
+
+# %%
 lesson.heading("3. Receptive field and output stride, for any model")
 
 print(table)
@@ -331,7 +349,13 @@ save_receptive_field_figure(path)
 lesson.saved(path)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 4. The original FCN: pad 100, crop 19
+#
+# Why the original FCN padded its first convolution by 100 pixels and cropped its outputs,
+# computed.
+
+# %%
 lesson.heading("4. The original FCN: pad 100, crop 19")
 
 
@@ -429,7 +453,13 @@ assert full_output.shape[2] - offsets["FCN-32s output (x32, kernel 64)"] >= SIZE
 assert misaligned is not None and "misaligned by -80" in str(misaligned), misaligned
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 5. minifcn's encoder needs no crop
+#
+# With 'same' padding, minifcn's encoder keeps maps aligned with the image, so no crop is
+# needed.
+
+# %%
 lesson.heading("5. minifcn's encoder needs no crop")
 
 fcn8s = build_model("fcn8s").to(lesson.device)
@@ -452,7 +482,13 @@ assert fcn8s.crop_pool3.offset == (0, 0), fcn8s.crop_pool3.offset
 assert crop_offset(big=pool4_scores, small=score_x2) == 0, (pool4_scores, score_x2)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 6. Images that are not a multiple of 32
+#
+# What happens to an image whose sides are not a multiple of the overall stride of 32, and
+# what to do about it.
+
+# %%
 lesson.heading("6. Images that are not a multiple of 32")
 
 odd_size = (48, 64)

@@ -60,7 +60,13 @@ def max_difference(a, b) -> float:
     return float(np.abs(host_array(a) - host_array(b)).max())
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 1. Nearest and bilinear interpolation
+#
+# Two fixed ways to enlarge a map, nearest and bilinear interpolation, with both
+# `align_corners` rules.
+
+# %%
 lesson.heading("1. Nearest and bilinear interpolation")
 
 
@@ -133,7 +139,13 @@ lesson.say("""
 """)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 2. Transposed convolution, three ways
+#
+# A transposed convolution computed three ways that agree: zero insertion then a
+# convolution, the adjoint of a convolution, and a convolution's input gradient.
+
+# %%
 lesson.heading("2. Transposed convolution, three ways")
 
 N, C_IN, C_OUT, K, S, P = 2, 3, 2, 4, 2, 1
@@ -265,7 +277,12 @@ save_matrix_figure(path)
 lesson.saved(path)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 3. Output size and output_padding
+#
+# The output size of a transposed convolution, and what `output_padding` is for.
+
+# %%
 lesson.heading("3. Output size and output_padding")
 
 down = nn.Conv2d(1, 1, 3, stride=2, padding=1, device=lesson.device)
@@ -291,7 +308,13 @@ assert sizes_down[7] == sizes_down[8] == 4, f"7 and 8 both go to 4: {sizes_down}
 assert size_up == 7 and size_up_padded == 8 and size_asked == 8, (size_up, size_up_padded)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 4. The up-samplers side by side
+#
+# FCN's up-sampling layer (kernel 2s, stride s) with a bilinear kernel and with a random
+# kernel of the same total weight, compared.
+
+# %%
 lesson.heading("4. The up-samplers side by side")
 
 minifcn.manual_seed(0)
@@ -387,7 +410,12 @@ lesson.say(f"""
 assert bilinear_kernel_error < 1e-5, f"bilinear kernel vs Upsample: {bilinear_kernel_error}"
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 5. How far does bilinear interpolation go? x2 to x32, measured
+#
+# Down-sample a mask, interpolate it back up, and measure what survives, from x2 to x32.
+
+# %%
 lesson.heading("5. How far does bilinear interpolation go? x2 to x32, measured")
 
 COUNT, SIDE = (12 if lesson.quick else 48), 128

@@ -48,7 +48,13 @@ def on_device(array, dtype=np.float64):
     return lesson.asarray(np.asarray(array, dtype=dtype))
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 1. The bilinear filter
+#
+# FCN initialises its up-sampling layers with a bilinear filter; here it is, at several
+# scales.
+
+# %%
 lesson.heading("1. The bilinear filter")
 
 
@@ -115,7 +121,13 @@ save_filter_figure(path)
 lesson.saved(path)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 2. It is bilinear interpolation, away from the border
+#
+# A transposed convolution with that filter computes bilinear interpolation, except in a
+# band along the border; compared with `Upsample`.
+
+# %%
 lesson.heading("2. It is bilinear interpolation, away from the border")
 
 
@@ -165,7 +177,13 @@ lesson.say(f"""
 assert np.allclose(border_rows[4][2:-2], 1.0) and border_rows[4][0] < 0.9, border_rows[4]
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 3. Fixed or learned? Training FCN-32s both ways
+#
+# The same FCN-32s trained twice, its x32 up-sampling layer learned in one run and frozen at
+# bilinear in the other.
+
+# %%
 lesson.heading("3. Fixed or learned? Training FCN-32s both ways")
 
 # A narrow network and a short run (measured on 2 busy cores: ~60 ms a step); the gap

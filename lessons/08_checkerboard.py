@@ -74,7 +74,13 @@ def period_two_cell(a):
     return cell if np.allclose(a, tiled, rtol=0, atol=1e-12) else None
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 1. Overlap: how many input pixels reach each output pixel
+#
+# When the kernel size is not divisible by the stride, output pixels receive unequal numbers
+# of contributions: counted here.
+
+# %%
 lesson.heading("1. Overlap: how many input pixels reach each output pixel")
 
 SIDE = 8
@@ -130,7 +136,13 @@ lesson.say("""
 """)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 2. A constant input comes out as a pattern
+#
+# A constant input through a stride-2 transposed convolution: where the overlap is uneven,
+# it comes out as a repeating 2x2 pattern.
+
+# %%
 lesson.heading("2. A constant input comes out as a pattern")
 
 weight3 = host.standard_normal((1, 1, 3, 3))
@@ -182,7 +194,12 @@ assert smooth[4] < 1e-12 < 1.0 < smooth[3], f"all-equal weights: {smooth}"
 assert ratio > 1.6, f"uneven overlap should give stronger patterns: {ratio:.2f}x"
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 3. The same pattern in gradients
+#
+# The same unevenness appears in the gradients that flow back through a strided convolution.
+
+# %%
 lesson.heading("3. The same pattern in gradients")
 
 
@@ -247,7 +264,13 @@ save_overlap_figure(path)
 lesson.saved(path)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 4. In a trained segmenter: the checkerboard ratio
+#
+# Decoders with kernel 3, kernel 4 and resize-then-convolve, trained, and the checkerboard
+# pattern measured in their outputs.
+
+# %%
 lesson.heading("4. In a trained segmenter: the checkerboard ratio")
 
 

@@ -65,7 +65,13 @@ def build(name):
                        upsample="bilinear", device=lesson.device)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 1. A classifier made fully convolutional
+#
+# The FCN turns a classifier's fully connected layers into convolutions, so it takes images
+# of any size and returns a map of class scores.
+
+# %%
 lesson.heading("1. A classifier made fully convolutional")
 
 fcn32s = build("fcn32s")
@@ -102,7 +108,13 @@ lesson.say(f"""
 """)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 2. What bilinear interpolation of a coarse grid can draw
+#
+# Before training anything: the best a stride-32, -16 or -8 grid could draw after bilinear
+# interpolation.
+
+# %%
 lesson.heading("2. What bilinear interpolation of a coarse grid can draw")
 
 val_set = Shapes(VAL_IMAGES, image_size=SIZE, seed=0, split="val")
@@ -140,7 +152,13 @@ lesson.say(f"""
 """)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 3. Three FCNs, the same budget
+#
+# FCN-32s, FCN-16s and FCN-8s, trained side by side on the same batches, compared with each
+# other and with the paper.
+
+# %%
 lesson.heading("3. Three FCNs, the same budget")
 
 train_set = Shapes(TRAIN_IMAGES, image_size=SIZE, seed=0, split="train")
@@ -225,7 +243,13 @@ lesson.say(f"""
 """)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 4. What the 2 x 2 map knows
+#
+# FCN-32s's whole opinion of a 64 x 64 image is a 2 x 2 grid of class scores: what does it
+# know?
+
+# %%
 lesson.heading("4. What the 2 x 2 map knows")
 
 model = models["fcn32s"]
@@ -295,7 +319,13 @@ save_coarse_figure(path)
 lesson.saved(path)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 5. Skips bring the edges back
+#
+# Two measures of where the outlines are, blind to which shape is which: a boundary F-score
+# and the object IoU.
+
+# %%
 lesson.heading("5. Skips bring the edges back")
 
 NEIGHBOURS = ((1, 0), (-1, 0), (0, 1), (0, -1))
@@ -365,7 +395,13 @@ lesson.say(f"""
 """)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 6. Blobs and fragments: regions per mask
+#
+# Connected regions counted in each predicted mask, against the truth: coarse blobs on one
+# side, fragments on the other.
+
+# %%
 lesson.heading("6. Blobs and fragments: regions per mask")
 
 

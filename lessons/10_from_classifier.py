@@ -85,7 +85,13 @@ def train_steps(model, loader, steps, lr=LR):
     return float(np.mean(losses[-max(1, steps // 10):]))
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 1. A classifier on the segmenters' encoder
+#
+# The encoder FCN uses, topped by fully connected layers fc6 and fc7 and a class score
+# layer, trained to name the shape that covers the most pixels of a 96 x 96 image.
+
+# %%
 lesson.heading("1. A classifier on the segmenters' encoder")
 
 train_labels, val_labels = ShapeLabels.splits(CLASSIFIER_IMAGES, VAL_IMAGES, WINDOW, seed=0)
@@ -138,7 +144,14 @@ lesson.say(f"""
 """)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 2. Fully connected layers are convolutions
+#
+# fc6 reads the whole 3 x 3 pool5 map, so it is a 3 x 3 convolution; fc7 and the scores are
+# 1 x 1 convolutions. The weights are reshaped, not retrained, and the outputs agree to
+# rounding.
+
+# %%
 lesson.heading("2. Fully connected layers are convolutions")
 
 dense = convolutionalize(classifier).eval()
@@ -183,7 +196,13 @@ lesson.say(f"""
 """)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 3. One pass over a large image: a map of class scores
+#
+# The converted network takes any image size: on a larger image it returns one score vector
+# per 96 x 96 window, a sliding-window classifier computed in one pass.
+
+# %%
 lesson.heading("3. One pass over a large image: a map of class scores")
 
 SCENE = 256
@@ -302,7 +321,14 @@ save_score_map_figure(path)
 lesson.saved(path)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 4. Fine-tuning into FCN-32s and FCN-8s, few masks
+#
+# As Long et al. did: the classifier's encoder, fc6 and fc7 start FCN-32s and FCN-8s, which
+# are then trained on only a few labelled masks, beside the same models started from
+# scratch.
+
+# %%
 lesson.heading("4. Fine-tuning into FCN-32s and FCN-8s, few masks")
 
 masks_train = Shapes(MASKS, SEG_SIZE, seed=0, split="train")
@@ -376,7 +402,12 @@ lesson.say(f"""
 """)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 5. What the benchmark measured
+#
+# The project's benchmark of the same comparison over three seeds, quoted and checked here.
+
+# %%
 lesson.heading("5. What the benchmark measured")
 
 scratch, started_ = np.array(BENCHMARK["scratch"]), np.array(BENCHMARK["classifier"])

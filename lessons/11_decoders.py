@@ -66,7 +66,12 @@ def build(name):
                        **DECODERS[name])
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 1. One encoder, three decoders
+#
+# FCN-8s, SegNet and U-Net built over the very same encoder, differing only in the decoder.
+
+# %%
 lesson.heading("1. One encoder, three decoders")
 
 models = {name: build(name) for name in DECODERS}
@@ -118,7 +123,13 @@ lesson.say(f"""
 """)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 2. What crosses from the encoder to the decoder
+#
+# What each decoder takes from the encoder: class scores, pool indices, or whole feature
+# maps.
+
+# %%
 lesson.heading("2. What crosses from the encoder to the decoder")
 
 # A fresh encoder that keeps its pool indices, as SegNet's does (the models' own encoders
@@ -150,7 +161,13 @@ lesson.say(f"""
 """)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 3. Max-unpooling, on a 4 x 4 example
+#
+# SegNet's max-unpooling puts values back where the max-pool found its maxima; forward and
+# backward on a small example.
+
+# %%
 lesson.heading("3. Max-unpooling, on a 4 x 4 example")
 
 x = on_device([[[[1, 5, 2, 0],
@@ -203,7 +220,13 @@ lesson.say(f"""
 """)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 4. Concatenation against summation
+#
+# U-Net concatenates where FCN adds: shapes, gradients, and what a convolution after
+# concatenation can do.
+
+# %%
 lesson.heading("4. Concatenation against summation")
 
 host = np.random.default_rng(0)
@@ -247,7 +270,12 @@ lesson.say("""
 """)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 5. The same training for all three
+#
+# The three segmenters trained on the same batches: parameters, time per step and mean IoU.
+
+# %%
 lesson.heading("5. The same training for all three")
 
 train_set = Shapes(TRAIN_IMAGES, image_size=SIZE, seed=0, split="train")

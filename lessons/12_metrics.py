@@ -118,7 +118,13 @@ predictions = {
 results = {name: measure(p) for name, p in predictions.items()}
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 1. Void pixels: the band nobody is graded on
+#
+# The masks have a void band along every outline (label 255): those pixels are ignored by
+# the loss and by the scores.
+
+# %%
 lesson.heading("1. Void pixels: the band nobody is graded on")
 
 void = truth == IGNORE_INDEX
@@ -174,7 +180,13 @@ save_void_figure(path)
 lesson.saved(path)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 2. The confusion matrix and the four measures
+#
+# The confusion matrix, and the four measures of the FCN paper computed from it: pixel
+# accuracy, mean accuracy, mean IoU and frequency-weighted IoU.
+
+# %%
 lesson.heading("2. The confusion matrix and the four measures")
 
 example = "16 x 16 blocks"
@@ -230,7 +242,13 @@ lesson.say("""
 """)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 3. How each measure reacts
+#
+# Different mistakes on the same masks, and how each measure reacts; why pixel accuracy
+# flatters.
+
+# %%
 lesson.heading("3. How each measure reacts")
 
 metrics = {name: confusion.compute() for name, confusion in results.items()}
@@ -361,7 +379,13 @@ save_confusion_figure(path)
 lesson.saved(path)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 4. A class that is not there
+#
+# A class absent from the truth: its IoU is undefined when it is not predicted either, and 0
+# after a false alarm; what each does to the mean.
+
+# %%
 lesson.heading("4. A class that is not there")
 
 only_circles = next(i for i in range(NUM_IMAGES)
@@ -395,7 +419,12 @@ lesson.say(f"""
 """)
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## 5. One label per class, not per object
+#
+# Semantic segmentation scores cannot tell two touching objects of one class from one.
+
+# %%
 lesson.heading("5. One label per class, not per object")
 
 

@@ -124,7 +124,14 @@ def refused(what, action):
     raise AssertionError(f"{what}: expected a TypeError, and nothing was raised")
 
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## One code path, two array modules
+#
+# Every layer asks its input which array module owns it and computes with that one: the same
+# code runs on NumPy and CuPy. Then moving arrays, a model and an optimizer to the GPU, and
+# what breaks when devices are mixed.
+
+# %%
 lesson.heading("One code path, two array modules")
 
 host = np.ones((2, 3), dtype=np.float32)
@@ -295,7 +302,12 @@ with gpu_array_module() as gpu_xp:
         Hence dropout=0 above, and, in the test suite, masks injected rather than drawn.
     """)
 
-# ---------------------------------------------------------------------------------------
+# %% [markdown]
+# ## Timing a training step on each device
+#
+# Where there is a real GPU, a training step timed on each device.
+
+# %%
 lesson.heading("Timing a training step on each device")
 
 

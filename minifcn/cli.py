@@ -1,5 +1,5 @@
-"""The ``minifcn`` command: ``train``, ``pretrain``, ``evaluate``, ``predict`` and
-``exercises``.
+"""The ``minifcn`` command: ``train``, ``pretrain``, ``evaluate``, ``predict``,
+``exercises`` and ``course``.
 
     minifcn train                         # FCN-8s on toy shapes, on the CPU
     minifcn train --model unet --epochs 5 --out runs/unet
@@ -10,6 +10,7 @@
     minifcn evaluate --checkpoint runs/latest/best.npz
     minifcn predict --checkpoint runs/latest/best.npz photo.png --out masks/
     minifcn exercises start conv2d        # then: minifcn exercises check conv2d
+    minifcn course build                  # the lessons as a web page: site/index.html
 
 Mistakes a user can make (an unknown model, a bad checkpoint or data folder, a GPU that is
 not there, an option that conflicts with the checkpoint being resumed) print one line and
@@ -201,6 +202,26 @@ def _parser() -> argparse.ArgumentParser:
     sub = actions.add_parser("status", help="a table of exercises done, failing, not started")
     sub.add_argument("--dir", default="my_minifcn",
                      help="the folder of your exercise files (default: my_minifcn)")
+
+    course = commands.add_parser(
+        "course", help="the lessons as notebooks and web pages",
+        description="The lessons as a web page: every lesson run as a notebook, one page each "
+                    "(text, code, output, figures), an index and the exercises. Needs the "
+                    "course extra: pip install -e \".[course]\".")
+    actions = course.add_subparsers(dest="action", required=True, metavar="ACTION")
+    build = actions.add_parser("build", help="run every lesson as a notebook; write the site",
+                               description="Run every lesson as a notebook and write a static "
+                                           "site: OUT/index.html and one page per lesson.")
+    build.add_argument("--quick", action="store_true",
+                       help="the lessons' quick mode: seconds each, the same checks")
+    build.add_argument("--out", default="site", help="the site's folder (default: %(default)s)")
+    build.add_argument("--lessons", default=None,
+                       help="the lessons' folder (default: lessons/ beside the minifcn "
+                            "package, there when installed from the repository)")
+    build.add_argument("--only", nargs="+", metavar="LESSON",
+                       help="build only these lessons, by number or name (01 11 12_gpu)")
+    build.add_argument("--device", default="cpu", choices=list(backend.DEVICES),
+                       help="where the lessons compute (default: %(default)s)")
     return parser
 
 
@@ -388,12 +409,32 @@ def _exercises(args) -> int:
     return 0
 
 
+def _course(args) -> int:
+    from . import site
+
+    try:
+        site.require_course_tools()
+    except site.CourseToolsMissing as error:
+        print(f"minifcn course: error: {error}", file=sys.stderr)
+        return 1
+    site.find_lessons(args.lessons, args.only)  # a wrong folder or name, before any work
+    print(f"Running the lessons as notebooks{' in quick mode' if args.quick else ''}:")
+    try:
+        built = site.build_site(args.out, args.lessons, quick=args.quick, only=args.only,
+                                device=args.device)
+    except site.LessonFailed as error:  # the whole cell and traceback: the lesson's own
+        print(f"minifcn course: error: {error}", file=sys.stderr)
+        return 1
+    print(f"Wrote {len(built)} lesson page(s); open {os.path.join(args.out, 'index.html')}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from .train import TrainingDiverged
 
     command = {"train": _train, "pretrain": _pretrain, "evaluate": _evaluate,
-               "predict": _predict, "exercises": _exercises}[args.command]
+               "predict": _predict, "exercises": _exercises, "course": _course}[args.command]
     try:
         status = command(args)
     except (*USER_ERRORS, TrainingDiverged) as error:

@@ -11,11 +11,12 @@ import re
 
 import numpy as np
 import pytest
+from test_data import _two_splits
 
 import minifcn
 from minifcn.checkpoint import load_checkpoint
 from minifcn.cli import main
-from minifcn.data import VOC_CLASSES, Shapes, write_voc_folder
+from minifcn.data import VOC_CLASSES
 
 TINY = ["--epochs", "1", "--batch-size", "4", "--image-size", "32", "--train-size", "8",
         "--val-size", "4", "--quiet"]
@@ -41,14 +42,7 @@ def one_line_error(status: int, err: str) -> str:
 
 def write_folder(root, last_class_in: str = "val"):
     """A VOC-layout folder of 32 x 32 toy images, labels 0..3, class 3 only in one split."""
-    for split in ("train", "val"):
-        shapes = Shapes(8, 32, seed=4, split=split)
-        masks = shapes.masks.copy()
-        if split != last_class_in:
-            masks[masks == 3] = 0
-        assert (masks == 3).any() == (split == last_class_in)
-        write_voc_folder(root, list(zip(shapes.images, masks, strict=True)), split=split)
-    return root
+    return _two_splits(root, last_class_in, images=8, size=32)
 
 
 # --- --version and --help ---------------------------------------------------------------

@@ -373,10 +373,11 @@ def test_folder_refuses_rgb_masks_and_mismatched_sizes(tmp_path, pil):
         folder[1]
 
 
-def _two_splits(root, last_class_in="val"):
-    """A VOC-layout folder whose labels 0..3 all occur, class 3 only in ``last_class_in``."""
+def _two_splits(root, last_class_in="val", images: int = 3, size: int = 16):
+    """A VOC-layout folder of ``images`` toy images a split, ``size`` pixels square, whose
+    labels 0..3 all occur, class 3 only in ``last_class_in``."""
     for split in ("train", "val"):
-        shapes = Shapes(3, 16, seed=4, split=split)
+        shapes = Shapes(images, size, seed=4, split=split)
         masks = shapes.masks.copy()
         if split != last_class_in:
             masks[masks == 3] = 0

@@ -19,18 +19,17 @@ from ..functional import conv as F
 from ..functional.im2col import conv_output_size, conv_transpose_output_size
 from ..functional.pad import PADDING_MODES, check_padding_size, pad2d_backward, pad2d_forward
 from . import init
-from .module import Module, Parameter, accepts_unbatched
+from .module import Parameter, WeightedLayer, accepts_unbatched
 
 __all__ = ["Conv2d", "ConvTranspose2d"]
 
 
-class _ConvNd(Module):
-    """What both layers share: argument checks, parameters, initialisation, repr, backward.
+class _ConvNd(WeightedLayer):
+    """What both layers share: argument checks, parameters, initialisation, repr; the
+    backward is :class:`~minifcn.nn.module.WeightedLayer`'s.
 
     Subclasses set ``_backward_fn`` (the functional backward) and validate their padding.
     """
-
-    _backward_fn = None
 
     def __init__(self, in_channels, out_channels, kernel_size, stride, dilation, groups, bias,
                  padding_mode, transposed: bool, device, dtype, generator):
@@ -94,23 +93,6 @@ class _ConvNd(Module):
             return size_fn(*args)
         except ValueError as error:
             raise ValueError(f"{self._where}: {error}") from None
-
-    def backward(self, dy):
-        """``dx`` for the ``x`` of the last forward; adds into ``weight.grad`` and
-        ``bias.grad`` (frozen parameters are skipped, their GEMM too)."""
-        checks.check_cache(self._where, self._cache)
-        cache, output_shape = self._cache
-        checks.check_grad(self._where, dy, output_shape, self.weight.dtype)
-        checks.check_same_device(self._where, dy, self.weight.data)
-        output_mask = (True, self.weight.requires_grad,
-                       self.bias is not None and self.bias.requires_grad)
-        dx, dweight, dbias = self._backward_fn(dy, cache, output_mask)
-        if dweight is not None:
-            self.weight.grad += dweight
-        if dbias is not None:
-            self.bias.grad += dbias
-        self._cache = None
-        return dx
 
     def extra_repr(self) -> str:
         text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

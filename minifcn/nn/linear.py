@@ -17,12 +17,12 @@ from numbers import Integral
 from .. import backend, checks
 from ..functional import linear as F
 from . import init
-from .module import Module, Parameter
+from .module import Module, Parameter, WeightedLayer
 
 __all__ = ["Flatten", "Linear"]
 
 
-class Linear(Module):
+class Linear(WeightedLayer):
     """A fully connected layer ``y = x @ weight.T + bias``, as ``torch.nn.Linear``.
 
     Args:
@@ -34,6 +34,8 @@ class Linear(Module):
     Shapes: x (*, I) -> y (*, O), any leading dimensions (also none). Parameters: weight
     (O, I), bias (O,), both ~ U(-1/sqrt(I), 1/sqrt(I)), PyTorch's default.
     """
+
+    _backward_fn = staticmethod(F.linear_backward)
 
     def __init__(self, in_features, out_features, bias=True, device=None, dtype=None, *,
                  generator: backend.Generator | None = None):
@@ -72,24 +74,6 @@ class Linear(Module):
         y, cache = F.linear_forward(x, self.weight.data, bias)
         self._cache = (cache, y.shape)
         return y
-
-    def backward(self, dy):
-        """dy (*, O) -> dx (*, I) for the ``x`` of the last forward; adds into
-        ``weight.grad`` and ``bias.grad`` (frozen parameters are skipped, their matrix
-        product too)."""
-        checks.check_cache(self._where, self._cache)
-        cache, output_shape = self._cache
-        checks.check_grad(self._where, dy, output_shape, self.weight.dtype)
-        checks.check_same_device(self._where, dy, self.weight.data)
-        output_mask = (True, self.weight.requires_grad,
-                       self.bias is not None and self.bias.requires_grad)
-        dx, dweight, dbias = F.linear_backward(dy, cache, output_mask)
-        if dweight is not None:
-            self.weight.grad += dweight
-        if dbias is not None:
-            self.bias.grad += dbias
-        self._cache = None
-        return dx
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "

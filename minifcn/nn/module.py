@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 
 from .. import backend
 from ..backend import get_array_module, is_array, to_device, to_numpy
-from ..checks import check_grad
+from ..checks import check_cache, check_grad, check_same_device
 
 __all__ = ["Module", "Parameter", "Sequential", "Identity", "accepts_unbatched", "trace_calls"]
 
@@ -334,6 +334,35 @@ def accepts_unbatched(cls):
 
     cls.forward, cls.backward = wrapped_forward, wrapped_backward
     return cls
+
+
+class WeightedLayer(Module):
+    """What layers with a ``weight`` and an optional ``bias`` (Conv2d, ConvTranspose2d,
+    Linear) share: a backward through their functional ``_backward_fn(dy, cache,
+    output_mask)``, which skips the products of frozen parameters.
+
+    Subclasses set ``_backward_fn`` and ``_where``, and in ``forward`` keep
+    ``self._cache = (functional cache, output shape)``.
+    """
+
+    _backward_fn = None
+
+    def backward(self, dy):
+        """``dx`` for the ``x`` of the last forward; adds into ``weight.grad`` and
+        ``bias.grad`` (frozen parameters are skipped, their matrix products too)."""
+        check_cache(self._where, self._cache)
+        cache, output_shape = self._cache
+        check_grad(self._where, dy, output_shape, self.weight.dtype)
+        check_same_device(self._where, dy, self.weight.data)
+        output_mask = (True, self.weight.requires_grad,
+                       self.bias is not None and self.bias.requires_grad)
+        dx, dweight, dbias = self._backward_fn(dy, cache, output_mask)
+        if dweight is not None:
+            self.weight.grad += dweight
+        if dbias is not None:
+            self.bias.grad += dbias
+        self._cache = None
+        return dx
 
 
 class Sequential(Module):

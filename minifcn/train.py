@@ -219,6 +219,7 @@ def train(config: TrainConfig, resume: str | None = None, progress: bool = True,
     config = dataclasses.replace(config, num_classes=num_classes,
                                  class_names=list(train_set.classes))
     model = build_for_config(config)
+    model.encoder.needs_input_grad = False  # nothing here needs d(image): skip its work
     optimizer = _make_optimizer(config, model)
     train_loader = DataLoader(train_set, config.batch_size, shuffle=True, drop_last=True,
                               seed=config.seed, hflip=config.flip, device=config.device)

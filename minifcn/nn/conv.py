@@ -31,6 +31,9 @@ class _ConvNd(Module):
     """
 
     _backward_fn = None
+    needs_input_grad = True
+    """False: ``backward`` computes no ``dx`` (its GEMM and col2im skipped) and returns None.
+    For a model's first layer, whose input is the image: nothing needs d(image)."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride, dilation, groups, bias,
                  padding_mode, transposed: bool, device, dtype, generator):
@@ -102,7 +105,7 @@ class _ConvNd(Module):
         cache, output_shape = self._cache
         checks.check_grad(self._where, dy, output_shape, self.weight.dtype)
         checks.check_same_device(self._where, dy, self.weight.data)
-        output_mask = (True, self.weight.requires_grad,
+        output_mask = (self.needs_input_grad, self.weight.requires_grad,
                        self.bias is not None and self.bias.requires_grad)
         dx, dweight, dbias = self._backward_fn(dy, cache, output_mask)
         if dweight is not None:
@@ -213,6 +216,8 @@ class Conv2d(_ConvNd):
     def backward(self, dy):
         pad_cache = getattr(self, "_pad_cache", None)
         dx = super().backward(dy)
+        if dx is None:  # needs_input_grad is False
+            return None
         if pad_cache is not None:  # the padding_mode's padding: fold its gradient back
             return pad2d_backward(dx, pad_cache)
         if self._extra != (0, 0):  # the rows/columns forward added for "same"

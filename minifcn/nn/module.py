@@ -330,7 +330,8 @@ def accepts_unbatched(cls):
             return backward(self, dy)
         shape, dtype = self._unbatched_output
         check_grad(self._where, dy, shape, dtype)
-        return backward(self, dy[None])[0]
+        dx = backward(self, dy[None])
+        return None if dx is None else dx[0]
 
     cls.forward, cls.backward = wrapped_forward, wrapped_backward
     return cls

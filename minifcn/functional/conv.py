@@ -48,6 +48,7 @@ from .im2col import (
     conv_transpose_output_size,
     im2col,
 )
+from .workspace import give, take
 
 __all__ = [
     "Conv2dCache",
@@ -60,6 +61,7 @@ __all__ = [
     "conv_transpose2d_backward",
     "conv_transpose2d_forward",
     "conv_transpose2d_naive",
+    "release",
 ]
 
 Pair = tuple[int, int]
@@ -114,8 +116,12 @@ def _check_groups(where: str, channels: int, weight, groups: int, transposed: bo
 
 
 def _to_matrix(a):
-    """(N, F, OH, OW) -> (F, N*OH*OW): channels first, the layout of ``W_mat @ cols``."""
-    return a.transpose(1, 0, 2, 3).reshape(a.shape[1], -1)
+    """(N, F, OH, OW) -> (F, N*OH*OW): channels first, the layout of ``W_mat @ cols``; a copy
+    in a workspace buffer (give it back when done)."""
+    N, F, OH, OW = a.shape
+    matrix = take(get_array_module(a), (F, N, OH, OW), a.dtype)
+    matrix[...] = a.transpose(1, 0, 2, 3)
+    return matrix.reshape(F, N * OH * OW)
 
 
 def _from_matrix(a_mat, batch: int, size: Pair):
@@ -131,9 +137,10 @@ def _group_matmul(a, b, groups: int, transpose_a: bool = False, transpose_b: boo
     batched matmul over the group axis, no Python loop) and the products are stacked back
     along the first axis. With one group this is exactly ``a @ b``.
     """
-    if groups == 1:
-        return (a.T if transpose_a else a) @ (b.T if transpose_b else b)
     xp = get_array_module(a, b)
+    if groups == 1:  # the product in a workspace buffer (give it back when done)
+        a, b = (a.T if transpose_a else a), (b.T if transpose_b else b)
+        return xp.matmul(a, b, out=take(xp, (a.shape[0], b.shape[1]), a.dtype))
     blocks_a = a.reshape(groups, a.shape[0] // groups, a.shape[1])
     blocks_b = b.reshape(groups, b.shape[0] // groups, b.shape[1])
     if transpose_a:
@@ -196,8 +203,11 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, output
     chunks = batch_chunks(N, _cols_nbytes(C, (KH, KW), output_size, x.dtype))
     for batch in chunks:
         cols = im2col(x[batch], (KH, KW), stride, padding, dilation, output_size)
-        y[batch] = _from_matrix(_group_matmul(W_mat, cols, groups), batch.stop - batch.start,
-                                output_size)
+        y_mat = _group_matmul(W_mat, cols, groups)
+        y[batch] = _from_matrix(y_mat, batch.stop - batch.start, output_size)
+        give(y_mat)
+        if len(chunks) > 1:
+            give(cols)
     if bias is not None:
         y += bias.reshape(1, F, 1, 1)
     kept = cols if len(chunks) == 1 else None
@@ -227,12 +237,19 @@ def conv2d_weight_grad(x, dy, kernel_size, stride=1, padding=0, dilation=1, cols
     F, output_size = dy.shape[1], dy.shape[2:]
     shape = (F, C // groups, *kernel_size)
     if cols is not None:
-        dy_mat = _to_matrix(dy) if dy_mat is None else dy_mat
-        return _weight_grad_mat(dy_mat, cols, groups).reshape(shape)
+        own = dy_mat is None
+        dy_mat = _to_matrix(dy) if own else dy_mat
+        dW = _weight_grad_mat(dy_mat, cols, groups).reshape(shape)
+        if own:
+            give(dy_mat)
+        return dW
     dW_mat = xp.zeros((F, math.prod(shape[1:])), dtype=dy.dtype)
     for batch in batch_chunks(N, _cols_nbytes(C, kernel_size, output_size, x.dtype)):
         cols = im2col(x[batch], kernel_size, stride, padding, dilation, output_size)
-        dW_mat += _weight_grad_mat(_to_matrix(dy[batch]), cols, groups)
+        dy_chunk = _to_matrix(dy[batch])
+        dW_mat += _weight_grad_mat(dy_chunk, cols, groups)
+        give(cols)
+        give(dy_chunk)
     return dW_mat.reshape(shape)
 
 
@@ -260,10 +277,16 @@ def conv2d_input_grad(dy, weight, x_shape, stride=1, padding=0, dilation=1, grou
     dx = xp.empty((N, C, H, W), dtype=dy.dtype)
     chunks = batch_chunks(N, _cols_nbytes(C, (KH, KW), output_size, dy.dtype))
     for batch in chunks:
-        chunk_mat = dy_mat if dy_mat is not None and len(chunks) == 1 else _to_matrix(dy[batch])
+        own = dy_mat is None or len(chunks) > 1
+        chunk_mat = _to_matrix(dy[batch]) if own else dy_mat
         dcols = _group_matmul(W_mat, chunk_mat, groups, transpose_a=True)
-        dx[batch] = col2im(dcols, dx[batch].shape, (KH, KW), stride, padding, dilation,
-                           output_size)
+        if own:
+            give(chunk_mat)
+        padded = col2im(dcols, dx[batch].shape, (KH, KW), stride, padding, dilation,
+                        output_size)
+        give(dcols)
+        dx[batch] = padded
+        give(padded)
     return dx
 
 
@@ -292,7 +315,15 @@ def conv2d_backward(dy, cache: Conv2dCache, output_mask=(True, True, True)):
                                      groups, dy_mat)
     if need_dbias and has_bias:
         dbias = dy.sum(axis=(0, 2, 3))
+    give(dy_mat)
     return dx, dweight, dbias
+
+
+def release(cache) -> None:
+    """Hand the im2col buffer a :class:`Conv2dCache` holds back to the workspace, for a
+    caller that will never use ``cache`` again (the layers, after their backward); the
+    next step's im2col of the same size then reuses it."""
+    give(getattr(cache, "cols", None))
 
 
 # --- transposed convolution ----------------------------------------------------------------
@@ -369,6 +400,7 @@ def conv_transpose2d_backward(dy, cache: ConvTranspose2dCache, output_mask=(True
                                      groups)
     if need_dbias and has_bias:
         dbias = dy.sum(axis=(0, 2, 3))
+    give(cols)  # made here, from dy: nobody else holds it
     return dx, dweight, dbias
 
 

@@ -108,6 +108,7 @@ class _ConvNd(Module):
         output_mask = (self.needs_input_grad, self.weight.requires_grad,
                        self.bias is not None and self.bias.requires_grad)
         dx, dweight, dbias = self._backward_fn(dy, cache, output_mask)
+        F.release(cache)  # the cache dies here: its im2col buffer serves the next step
         if dweight is not None:
             self.weight.grad += dweight
         if dbias is not None:

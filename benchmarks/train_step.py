@@ -27,7 +27,7 @@ from minifcn import backend, nn, optim
 from minifcn.models import MODELS, build_model
 
 NUM_CLASSES = 4
-TARGET_RATIO = {"fcn8s": 1.3}  # the target for the step, minifcn / PyTorch
+TARGET_RATIO = {"fcn8s": 1.6, "unet": 2.0}  # the targets for a step, minifcn / PyTorch (targets.py)
 
 
 @dataclass

@@ -51,6 +51,14 @@ def test_the_pool_holds_at_most_its_limit_dropping_the_oldest():
     assert workspace.take(np, (16,), np.float32).base is second.base
     workspace.give(too_big)  # 128 bytes alone exceed the limit
     assert workspace.pool_bytes() == 0
+    # a size taken out again, then others given beyond the limit: the oldest still go first
+    small = [workspace.take(np, (8,), np.float32) for _ in range(3)]
+    workspace.give(small[0])
+    workspace.take(np, (8,), np.float32)
+    for buffer in small[1:]:
+        workspace.give(buffer)
+    workspace.give(workspace.take(np, (20,), np.float32))
+    assert workspace.pool_bytes() <= 100
     workspace.set_pool_bytes(0)
     workspace.give(workspace.take(np, (4,), np.float32))
     assert workspace.pool_bytes() == 0

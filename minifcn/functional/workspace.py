@@ -58,12 +58,16 @@ def take(xp, shape, dtype):
     count = 1
     for n in shape:
         count *= int(n)
-    buffers = _free().get((count * dtype.itemsize, dtype.str))
+    free = _free()
+    key = (count * dtype.itemsize, dtype.str)
+    buffers = free.get(key)
     if not buffers:
         buffer = np.empty(count, dtype=dtype)
         _local.ours[id(buffer)] = buffer  # give() takes back only what take() made
         return buffer.reshape(shape)
     buffer = buffers.pop()
+    if not buffers:
+        del free[key]  # no empty lists: the oldest entry always holds a buffer to drop
     _local.held -= buffer.nbytes
     return buffer.reshape(shape)
 

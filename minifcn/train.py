@@ -246,7 +246,6 @@ def train(config: TrainConfig, resume: str | None = None, progress: bool = True,
     config = dataclasses.replace(config, num_classes=num_classes,
                                  class_names=list(train_set.classes))
     model = build_for_config(config)
-    model.encoder.needs_input_grad = False  # nothing here needs d(image): skip its work
     optimizer = _make_optimizer(config, model)
     train_loader = DataLoader(train_set, config.batch_size, shuffle=True, drop_last=True,
                               seed=config.seed, hflip=config.flip, device=config.device)
@@ -261,6 +260,7 @@ def train(config: TrainConfig, resume: str | None = None, progress: bool = True,
         host_weight = median_frequency_weights(masks, num_classes, train_set.ignore_index)
         weight = backend.to_device(host_weight.astype("float32"), config.device)
     criterion = CrossEntropyLoss(weight=weight, ignore_index=train_set.ignore_index)
+    _skip_needless_work(model, criterion, config)
     if config.layers is not None:
         criterion = _use_learner_layers(config, model, criterion, log)
 
@@ -322,6 +322,15 @@ def _use_learner_layers(config: TrainConfig, model, criterion, log):
     log(f"  {'the loss':<18}{loss_source}")
     log("the model's layers:\n" + layer_table(rows))
     return criterion
+
+
+def _skip_needless_work(model, criterion, config: TrainConfig) -> None:
+    """What training never needs: the gradient of the image (the first convolution skips
+    it) and, on the GPU, the loss re-checking every step's labels, a host sync per step,
+    when the data's labels were checked up front (the toy shapes make only valid ones)."""
+    model.encoder.needs_input_grad = False
+    if config.device != "cpu":
+        criterion.check_targets = False
 
 
 def _train_epoch(model, criterion, optimizer, scheduler, batches, config, epoch: int,

@@ -47,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     from .train import TrainConfig, recipe
 
     defaults = TrainConfig()
-    # "0.003 (fcn8s, fcn16s, fcn32s), 0.001 (segnet, unet)": each model's own learning rate
+    # "0.003 (fcn8s, fcn16s, fcn32s, segnet), 0.001 (unet)": each model's own learning rate
     rates: dict = {}
     for name in MODELS:
         rates.setdefault(recipe(name)["lr"], []).append(name)

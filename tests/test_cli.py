@@ -89,8 +89,8 @@ def test_help_is_plain_text_and_every_option_states_its_default(capsys, command)
         assert "default" in text or "required" in text, f"{command} {option}: {text!r}"
     if command == "train":
         assert "default: fcn8s" in entries["--model"]
-        assert "(default: the model's own: 0.003 (fcn8s, fcn16s, fcn32s), 0.001 (segnet, " \
-               "unet))" in entries["--lr"]  # each model's recipe
+        assert "(default: the model's own: 0.003 (fcn8s, fcn16s, fcn32s, segnet), 0.001 " \
+               "(unet))" in entries["--lr"]  # each model's recipe
         assert "--resume" in out.split("options:", 1)[1].split("\n\n", 1)[1]  # the epilog
 
 
@@ -165,7 +165,7 @@ def test_each_model_trains_with_its_own_recipe_unless_told_otherwise(capsys, tmp
     from minifcn.train import TrainConfig, recipe
 
     assert recipe("unet")["lr"] == 1e-3 and recipe("fcn8s")["lr"] == 3e-3
-    assert TrainConfig().lr == 3e-3 and TrainConfig(model="segnet").lr == 1e-3
+    assert TrainConfig().lr == 3e-3 and TrainConfig(model="segnet").lr == 3e-3
     assert TrainConfig(model="unet", lr=5e-4).lr == 5e-4
     for name, argv, lr in (("own", [], 1e-3), ("given", ["--lr", "2e-3"], 2e-3)):
         out = tmp_path / name

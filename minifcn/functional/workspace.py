@@ -6,7 +6,10 @@ and allocates them again in the next step. glibc hands freed blocks of this size
 the system and then page-faults every page of the next allocation in again. Measured on
 an FCN-8s step (batch 8, 64x64, one thread, 2-core VM): 170 ms with fresh allocations,
 120 ms when glibc was told to keep freed memory (``GLIBC_TUNABLES``); PyTorch, which keeps
-a cache of its own, gained less. This pool keeps them inside minifcn instead.
+a cache of its own, gained less. This pool keeps them inside minifcn instead: measured
+(one thread, quiet machine, median of 5 steps) FCN-8s batch 8 98 -> 76 ms a step for a
+peak RSS of 121 -> 154 MiB; batch 16 163 -> 150 ms, 221 -> 278 MiB; U-Net batch 8
+240 -> 219 ms, 263 -> 311 MiB.
 
 Two calls, used by the convolutions only:
 

@@ -27,7 +27,7 @@ from minifcn import backend, nn, optim
 from minifcn.models import MODELS, build_model
 
 NUM_CLASSES = 4
-TARGET_RATIO = {"fcn8s": 1.3}  # the target for the step, minifcn / PyTorch
+TARGET_RATIO = {"fcn8s": 1.6, "unet": 2.0}  # the targets for a step, minifcn / PyTorch (targets.py)
 
 
 @dataclass
@@ -46,6 +46,7 @@ def training_steps(name: str, batch: int, size: int, env: _common.Platform,
     torch = env.torch
     rng = backend.np.random.default_rng(0)
     ours = build_model(name, NUM_CLASSES, device=env.device)
+    ours.encoder.needs_input_grad = False  # as minifcn.train does; PyTorch's x needs none
     twin = torch_models.build_twin(name, NUM_CLASSES)
     twin.load_state_dict(torch_models.from_minifcn(ours.state_dict()))
     twin.to(env.torch_device)

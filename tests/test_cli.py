@@ -82,7 +82,9 @@ def test_help_is_plain_text_and_every_option_states_its_default(capsys, command)
         assert text, f"{command} {option} has no help line"
         assert "default" in text or "required" in text, f"{command} {option}: {text!r}"
     if command == "train":
-        assert "default: fcn8s" in entries["--model"] and "default: 0.003" in entries["--lr"]
+        assert "default: fcn8s" in entries["--model"]
+        assert "(default: the model's own: 0.003 (fcn8s, fcn16s, fcn32s, segnet), 0.001 " \
+               "(unet))" in entries["--lr"]  # each model's recipe
         assert "--resume" in out.split("options:", 1)[1].split("\n\n", 1)[1]  # the epilog
 
 
@@ -147,6 +149,31 @@ def test_resume_accepts_the_original_command_and_writes_to_the_checkpoints_folde
     assert "epoch 2/2" in printed
     assert load_checkpoint(tmp_path / "run/checkpoint.npz").epoch == 1  # epochs count from 0
     assert (tmp_path / "run/metrics.csv").read_text().count("\n") == 3  # header + 2 epochs
+
+
+# --- per-model recipes --------------------------------------------------------------------
+
+def test_each_model_trains_with_its_own_recipe_unless_told_otherwise(capsys, tmp_path):
+    """--model unet alone takes U-Net's learning rate; --lr still wins; a resumed run keeps
+    the checkpoint's rate and refuses another one, naming both."""
+    from minifcn.train import TrainConfig, recipe
+
+    assert recipe("unet")["lr"] == 1e-3 and recipe("fcn8s")["lr"] == 3e-3
+    assert TrainConfig().lr == 3e-3 and TrainConfig(model="segnet").lr == 3e-3
+    assert TrainConfig(model="unet", lr=5e-4).lr == 5e-4
+    for name, argv, lr in (("own", [], 1e-3), ("given", ["--lr", "2e-3"], 2e-3)):
+        out = tmp_path / name
+        assert main(["train", *TINY, "--model", "unet", *argv, "--out", str(out)]) == 0
+        assert load_checkpoint(out / "checkpoint.npz").config["lr"] == lr
+    capsys.readouterr()
+    checkpoint = str(tmp_path / "own" / "checkpoint.npz")
+    line = one_line_error(*run(capsys, "train", "--resume", checkpoint, "--lr", "3e-3",
+                               "--epochs", "2")[::2])
+    assert "--lr 0.003 (the checkpoint has --lr 0.001)" in line
+    status, printed, err = run(capsys, "train", "--resume", checkpoint, "--model", "unet",
+                               "--epochs", "2")
+    assert status == 0 and "epoch 2/2" in printed, err
+    assert load_checkpoint(checkpoint).config["lr"] == 1e-3
 
 
 # --- your own data ------------------------------------------------------------------------

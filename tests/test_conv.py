@@ -279,6 +279,50 @@ def test_output_mask_skips_what_is_not_asked_for():
     assert dx is None and dbias is None and dweight.shape == weight.shape
 
 
+@pytest.mark.parametrize("transposed,padding_mode",
+                         [(False, "zeros"), (False, "reflect"), (True, "zeros")])
+def test_a_layer_told_no_input_grad_skips_dx_and_keeps_parameter_grads(bk, transposed,
+                                                                        padding_mode, rng):
+    """needs_input_grad=False (a model's first layer: nobody needs d(image)): backward
+    returns None, batched or not, and the parameter gradients are the same."""
+    config = ConvConfig(2, 3, 4, (6, 5), (3, 3), (1, 2), (1, 1), (1, 1), (0, 1))
+    x, weight, b = problem(config, transposed, 3)
+    options = {} if transposed else {"padding_mode": padding_mode}
+    dy = rng.standard_normal(make_layer(config, transposed, weight, b)(x).shape)
+    for sample in (slice(None), 0):  # a batch, and one unbatched sample
+        layer = make_layer(config, transposed, weight, b, bk.device, **options)
+        _, dx, dweight, dbias = step(bk, layer, x[sample], dy[sample])
+        assert dx.shape == x[sample].shape
+        layer.zero_grad()
+        layer.needs_input_grad = False
+        layer(bk.asarray(x[sample]))
+        assert layer.backward(bk.asarray(dy[sample])) is None
+        assert_close(bk.numpy(layer.weight.grad), dweight, 1e-12)
+        assert_close(bk.numpy(layer.bias.grad), dbias, 1e-12)
+
+
+@pytest.mark.parametrize("kept", [True, False])
+def test_weight_grad_over_many_columns_is_the_adjoint_of_the_forward(kept, rng):
+    """From 1024 columns (N*OH*OW) the weight gradient's GEMM runs in its transposed form,
+    (cols @ dy.T).T; the conv is linear in its weight, so <dW, V> = <dy, conv(x, V)> for a
+    random V checks it, with cols kept from forward or recomputed chunk by chunk."""
+    x = rng.standard_normal((2, 3, 32, 32))
+    weight, V = rng.standard_normal((2, 4, 3, 3, 3))
+    y, cache = F.conv2d_forward(x, weight, None, 1, 1)
+    assert cache.cols.shape[1] >= F._TRANSPOSED_DW_COLUMNS
+    dy = rng.standard_normal(y.shape)
+    if kept:
+        dweight = F.conv2d_backward(dy, cache)[1]
+    else:
+        with im2col_budget(1):
+            dweight = F.conv2d_weight_grad(x, dy, (3, 3), 1, 1)
+    assert dweight.shape == weight.shape
+    expected = np.vdot(dy, F.conv2d_forward(x, V, None, 1, 1)[0])
+    assert_close(np.vdot(dweight, V), expected, 1e-12)
+    assert_close(dweight, F.conv2d_weight_grad(x[:1], dy[:1], (3, 3), 1, 1)
+                 + F.conv2d_weight_grad(x[1:], dy[1:], (3, 3), 1, 1), 1e-12)
+
+
 # --- the chunked path ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("transposed", [False, True])

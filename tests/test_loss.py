@@ -220,6 +220,24 @@ def test_deprecated_size_average_and_reduce_are_refused(args, kwargs, name):
         CrossEntropyLoss(*args, **kwargs)
 
 
+def test_a_criterion_told_not_to_check_targets_makes_no_host_sync(rng):
+    """check_targets=False (minifcn train on the GPU, labels checked up front): no device ->
+    host transfer in the forward (so a bad label is not caught); the same loss."""
+    from minifcn.testing import strict_cupy
+
+    logits = strict_cupy.asarray(rng.standard_normal((2, 3, 4, 4)))
+    target = rng.integers(0, 3, (2, 4, 4))
+    target[0, 0, 0] = 255
+    criterion = CrossEntropyLoss(ignore_index=255)
+    with strict_cupy._count_host_transfers() as checked:
+        expected = criterion(logits, strict_cupy.asarray(target))
+    criterion.check_targets = False
+    with strict_cupy._count_host_transfers() as unchecked:
+        loss = criterion(logits, strict_cupy.asarray(target))
+    assert checked.count == 1 and unchecked.count == 0, (checked.where, unchecked.where)
+    assert float(loss) == float(expected)
+
+
 def test_bad_targets(bk, rng):
     logits = bk.asarray(rng.standard_normal((2, 3, 4, 4)))
     target = rng.integers(0, 3, (2, 4, 4))

@@ -46,6 +46,25 @@ def test_backward_matches_finite_differences_over_every_parameter(name, rng):
     assert trainable <= checked
 
 
+@pytest.mark.parametrize("name", ["fcn8s", "unet"])
+def test_a_model_told_no_input_grad_returns_none_with_the_same_parameter_grads(bk, name, rng):
+    """Training sets encoder.needs_input_grad = False: the first convolution skips d(image),
+    backward returns None and every parameter gradient is unchanged."""
+    x = bk.asarray(rng.standard_normal((2, 3, 32, 32)))
+    dy = bk.asarray(rng.standard_normal((2, 3, 32, 32)))
+    grads = []
+    for needs in (True, False):
+        model = tiny_model(name).to(bk.device)
+        model.encoder.needs_input_grad = needs
+        assert model.encoder.needs_input_grad is needs
+        model(x)
+        dx = model.backward(dy)
+        assert (dx is None) is (not needs)
+        grads.append({n: bk.numpy(p.grad).copy() for n, p in model.named_parameters()})
+    for n, g in grads[0].items():
+        np.testing.assert_allclose(grads[1][n], g, rtol=1e-12, atol=1e-12, err_msg=n)
+
+
 @pytest.mark.parametrize("mode", ["bilinear", "resize-conv"])
 @pytest.mark.parametrize("name", ["fcn8s", "unet", "segnet"])
 def test_every_upsample_mode_trains_end_to_end(name, mode, rng):

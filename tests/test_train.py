@@ -198,3 +198,42 @@ def test_cli_trains_on_a_voc_folder(tmp_path):
 
 def test_main_returns_status_codes(tmp_path):
     assert main(["train", "--image-size", "33", "--out", str(tmp_path), "--quiet"]) == 1
+
+
+@pytest.mark.parametrize("model_name,optimizer", [("fcn8s", "adam"), ("unet", "sgd")])
+def test_a_training_step_on_the_device_syncs_with_the_host_once(model_name, optimizer, rng):
+    """On a GPU every device -> host transfer (float(), .item(), .get(), printing) waits for
+    the device. One training step (forward, loss, backward, optimizer and schedule, exactly
+    as minifcn train runs them) may make one: the loss for the progress display. Counted on
+    the strict stand-in, whose hook sees them all."""
+    from minifcn import backend, nn
+    from minifcn.optim import make_scheduler
+    from minifcn.testing import strict_cupy
+    from minifcn.train import _make_optimizer, _skip_needless_work, _train_epoch
+
+    options = {"widths": (4, 4, 8, 8, 8)}
+    if model_name == "fcn8s":
+        options["head_channels"] = 8
+    config = tiny_config("unused", model=model_name, optimizer=optimizer, device="gpu",
+                         num_classes=4, model_options=options)
+    images = rng.standard_normal((2, 3, 64, 64)).astype(np.float32)
+    masks = rng.integers(0, 4, (2, 64, 64))
+    masks[0, 0, :5] = 255  # void pixels too
+    with backend.use_gpu_module(strict_cupy):
+        model = build_for_config(config)
+        optimizer_ = _make_optimizer(config, model)
+        scheduler = make_scheduler(config.schedule, optimizer_, total_steps=4)
+        criterion = nn.CrossEntropyLoss(ignore_index=255, device="gpu")
+        _skip_needless_work(model, criterion, config)  # as train() does
+        batch = (strict_cupy.asarray(images), strict_cupy.asarray(masks))
+        _train_epoch(model, criterion, optimizer_, scheduler, [batch], config, 0, False)
+        with strict_cupy._count_host_transfers() as transfers:
+            loss = _train_epoch(model, criterion, optimizer_, scheduler, [batch], config, 1,
+                                False)
+        assert transfers.where == ["float()"], transfers.where
+        assert np.isfinite(loss)
+        # the hook sees the other ways too
+        with strict_cupy._count_host_transfers() as transfers:
+            value = model.encoder.stage1[0].weight.data
+            value.get(), value[0, 0, 0, 0].item(), int(value[0, 0, 0, 0] > 0), f"{value[0, 0]}"
+        assert transfers.where == [".get()", ".item()", "int()", "format()"], transfers.where

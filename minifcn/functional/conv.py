@@ -12,6 +12,10 @@ C*KH*KW)``, a convolution and its gradients are three GEMMs::
     dW_mat = dy_mat @ cols.T        weight gradient             (F, C*KH*KW)
     dcols  = W_mat.T @ dy_mat       input gradient, then col2im (C*KH*KW, N*OH*OW)
 
+At stride 1 with no more output than input channels, ``conv2d_input_grad`` computes the
+same dx as one more convolution, of dy with the kernel flipped in space and its channels
+swapped: copying dy's columns beats col2im's adding (measured numbers in the function).
+
 A transposed convolution is the convolution's input gradient used as a layer: its forward
 IS :func:`conv2d_input_grad`, so its backward is the adjoint of that, which is the
 convolution's forward (for dx) and the convolution's weight gradient with x and dy trading
@@ -48,6 +52,7 @@ from .im2col import (
     conv_transpose_output_size,
     im2col,
 )
+from .workspace import give, take
 
 __all__ = [
     "Conv2dCache",
@@ -60,6 +65,7 @@ __all__ = [
     "conv_transpose2d_backward",
     "conv_transpose2d_forward",
     "conv_transpose2d_naive",
+    "release",
 ]
 
 Pair = tuple[int, int]
@@ -114,8 +120,12 @@ def _check_groups(where: str, channels: int, weight, groups: int, transposed: bo
 
 
 def _to_matrix(a):
-    """(N, F, OH, OW) -> (F, N*OH*OW): channels first, the layout of ``W_mat @ cols``."""
-    return a.transpose(1, 0, 2, 3).reshape(a.shape[1], -1)
+    """(N, F, OH, OW) -> (F, N*OH*OW): channels first, the layout of ``W_mat @ cols``; a copy
+    in a workspace buffer (give it back when done)."""
+    N, F, OH, OW = a.shape
+    matrix = take(get_array_module(a), (F, N, OH, OW), a.dtype)
+    matrix[...] = a.transpose(1, 0, 2, 3)
+    return matrix.reshape(F, N * OH * OW)
 
 
 def _from_matrix(a_mat, batch: int, size: Pair):
@@ -131,9 +141,10 @@ def _group_matmul(a, b, groups: int, transpose_a: bool = False, transpose_b: boo
     batched matmul over the group axis, no Python loop) and the products are stacked back
     along the first axis. With one group this is exactly ``a @ b``.
     """
-    if groups == 1:
-        return (a.T if transpose_a else a) @ (b.T if transpose_b else b)
     xp = get_array_module(a, b)
+    if groups == 1:  # the product in a workspace buffer (give it back when done)
+        a, b = (a.T if transpose_a else a), (b.T if transpose_b else b)
+        return xp.matmul(a, b, out=take(xp, (a.shape[0], b.shape[1]), a.dtype))
     blocks_a = a.reshape(groups, a.shape[0] // groups, a.shape[1])
     blocks_b = b.reshape(groups, b.shape[0] // groups, b.shape[1])
     if transpose_a:
@@ -142,6 +153,21 @@ def _group_matmul(a, b, groups: int, transpose_a: bool = False, transpose_b: boo
         blocks_b = blocks_b.transpose(0, 2, 1)
     product = xp.matmul(blocks_a, blocks_b)  # (G, rows per group, columns)
     return product.reshape(-1, product.shape[2])
+
+
+# The weight gradient dy_mat @ cols.T is (F, C*KH*KW) from a reduction over the N*OH*OW
+# columns. OpenBLAS computes the same product far faster as (cols @ dy_mat.T).T when that
+# reduction is long (measured, minima over repeats, 2 cores: 16->32 channels on (8,16,64,64)
+# 19.4 -> 3.5 ms; (8,32,32,32) -> 32: 1.8 -> 1.2 ms) and a little slower when it is short
+# (128 channels on 4x4 maps: 0.24 -> 0.33 ms); so the transposed form from this many columns.
+_TRANSPOSED_DW_COLUMNS = 1024
+
+
+def _weight_grad_mat(dy_mat, cols, groups: int):
+    """``dy_mat @ cols.T`` per group, (F, C/G*KH*KW); the GEMM in its faster form."""
+    if groups == 1 and cols.shape[1] >= _TRANSPOSED_DW_COLUMNS:
+        return (cols @ dy_mat.T).T
+    return _group_matmul(dy_mat, cols, groups, transpose_b=True)
 
 
 def _cols_nbytes(channels: int, kernel_size: Pair, output_size: Pair, dtype) -> int:
@@ -181,8 +207,11 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, output
     chunks = batch_chunks(N, _cols_nbytes(C, (KH, KW), output_size, x.dtype))
     for batch in chunks:
         cols = im2col(x[batch], (KH, KW), stride, padding, dilation, output_size)
-        y[batch] = _from_matrix(_group_matmul(W_mat, cols, groups), batch.stop - batch.start,
-                                output_size)
+        y_mat = _group_matmul(W_mat, cols, groups)
+        y[batch] = _from_matrix(y_mat, batch.stop - batch.start, output_size)
+        give(y_mat)
+        if len(chunks) > 1:
+            give(cols)
     if bias is not None:
         y += bias.reshape(1, F, 1, 1)
     kept = cols if len(chunks) == 1 else None
@@ -190,7 +219,7 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, output
 
 
 def conv2d_weight_grad(x, dy, kernel_size, stride=1, padding=0, dilation=1, cols=None,
-                       groups: int = 1):
+                       groups: int = 1, dy_mat=None):
     """The gradient of a convolution with respect to its weight.
 
     Args:
@@ -200,6 +229,7 @@ def conv2d_weight_grad(x, dy, kernel_size, stride=1, padding=0, dilation=1, cols
         cols: ``im2col(x)`` of the whole batch if the caller kept it, else None (recomputed
             chunk by chunk under the budget).
         groups: G, as in :func:`conv2d_forward`.
+        dy_mat: ``dy`` as the matrix (F, N*OH*OW) if the caller has it, with ``cols``.
 
     Returns:
         dW: (F, C/G, KH, KW), ``dy_mat @ cols.T`` (per group) summed over the batch.
@@ -211,15 +241,24 @@ def conv2d_weight_grad(x, dy, kernel_size, stride=1, padding=0, dilation=1, cols
     F, output_size = dy.shape[1], dy.shape[2:]
     shape = (F, C // groups, *kernel_size)
     if cols is not None:
-        return _group_matmul(_to_matrix(dy), cols, groups, transpose_b=True).reshape(shape)
+        own = dy_mat is None
+        dy_mat = _to_matrix(dy) if own else dy_mat
+        dW = _weight_grad_mat(dy_mat, cols, groups).reshape(shape)
+        if own:
+            give(dy_mat)
+        return dW
     dW_mat = xp.zeros((F, math.prod(shape[1:])), dtype=dy.dtype)
     for batch in batch_chunks(N, _cols_nbytes(C, kernel_size, output_size, x.dtype)):
         cols = im2col(x[batch], kernel_size, stride, padding, dilation, output_size)
-        dW_mat += _group_matmul(_to_matrix(dy[batch]), cols, groups, transpose_b=True)
+        dy_chunk = _to_matrix(dy[batch])
+        dW_mat += _weight_grad_mat(dy_chunk, cols, groups)
+        give(cols)
+        give(dy_chunk)
     return dW_mat.reshape(shape)
 
 
-def conv2d_input_grad(dy, weight, x_shape, stride=1, padding=0, dilation=1, groups: int = 1):
+def conv2d_input_grad(dy, weight, x_shape, stride=1, padding=0, dilation=1, groups: int = 1,
+                      dy_mat=None):
     """The gradient of a convolution with respect to its input (GEMM, then col2im).
 
     Args:
@@ -227,6 +266,8 @@ def conv2d_input_grad(dy, weight, x_shape, stride=1, padding=0, dilation=1, grou
         weight: (F, C/G, KH, KW).
         x_shape: (N, C, H, W), the shape of the convolution's input.
         groups: G, as in :func:`conv2d_forward`.
+        dy_mat: ``dy`` as the matrix (F, N*OH*OW) if the caller has it and the whole batch
+            fits one chunk (so that backward transposes ``dy`` once for dx and dW).
 
     Returns:
         dx: (N, C, H, W), ``col2im(W_mat.T @ dy_mat)``.
@@ -236,12 +277,39 @@ def conv2d_input_grad(dy, weight, x_shape, stride=1, padding=0, dilation=1, grou
     N, C, H, W = x_shape
     F, _, KH, KW = weight.shape
     output_size = dy.shape[2:]
+    # Stride 1: dx is the convolution of dy with the kernel flipped in space and its channels
+    # swapped (see conv_transpose2d_naive), padded by D*(K - 1) - P. Its im2col copies dy's F
+    # channels where col2im adds into C: copying beats adding, and a GEMM with a long inner
+    # dimension beats one that writes C*KH*KW rows from F. Measured (one thread, batch 8,
+    # 3x3, ms): 32->16 at 64x64 27.5 -> 13.2, 32->32 at 32x32 3.95 -> 3.18, 128->128 at 4x4
+    # 1.0 -> 0.65; but 16->32 at 64x64 12.5 -> 33.5, so only when F <= C.
+    flipped_padding = tuple(d * (k - 1) - p for k, p, d in zip((KH, KW), padding, dilation,
+                                                              strict=True))
+    # (H, W) must be the size dy's convolution comes back to: not so after a transposed
+    # convolution's output_padding, or when the rows the windows never reached were cut.
+    natural = tuple(n + 2 * p for n, p in zip(output_size, flipped_padding, strict=True))
+    natural = tuple(n - d * (k - 1) for n, k, d in zip(natural, (KH, KW), dilation,
+                                                       strict=True))
+    if (stride == (1, 1) and groups == 1 and F <= C and min(flipped_padding) >= 0
+            and natural == (H, W)):
+        flipped = weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, F, KH, KW)
+        dx, cache = conv2d_forward(dy, flipped, None, 1, flipped_padding, dilation, (H, W))
+        release(cache)  # nobody else sees this cache
+        return dx
     W_mat = weight.reshape(F, -1)
     dx = xp.empty((N, C, H, W), dtype=dy.dtype)
-    for batch in batch_chunks(N, _cols_nbytes(C, (KH, KW), output_size, dy.dtype)):
-        dcols = _group_matmul(W_mat, _to_matrix(dy[batch]), groups, transpose_a=True)
-        dx[batch] = col2im(dcols, dx[batch].shape, (KH, KW), stride, padding, dilation,
-                           output_size)
+    chunks = batch_chunks(N, _cols_nbytes(C, (KH, KW), output_size, dy.dtype))
+    for batch in chunks:
+        own = dy_mat is None or len(chunks) > 1
+        chunk_mat = _to_matrix(dy[batch]) if own else dy_mat
+        dcols = _group_matmul(W_mat, chunk_mat, groups, transpose_a=True)
+        if own:
+            give(chunk_mat)
+        padded = col2im(dcols, dx[batch].shape, (KH, KW), stride, padding, dilation,
+                        output_size)
+        give(dcols)
+        dx[batch] = padded
+        give(padded)
     return dx
 
 
@@ -261,14 +329,24 @@ def conv2d_backward(dy, cache: Conv2dCache, output_mask=(True, True, True)):
     x, weight, has_bias, stride, padding, dilation, cols, groups = cache
     need_dx, need_dweight, need_dbias = output_mask
     dx = dweight = dbias = None
+    # With cols kept (the batch fitted one chunk) both GEMMs read dy as one matrix: copy once.
+    dy_mat = _to_matrix(dy) if cols is not None and need_dx and need_dweight else None
     if need_dx:
-        dx = conv2d_input_grad(dy, weight, x.shape, stride, padding, dilation, groups)
+        dx = conv2d_input_grad(dy, weight, x.shape, stride, padding, dilation, groups, dy_mat)
     if need_dweight:
         dweight = conv2d_weight_grad(x, dy, weight.shape[2:], stride, padding, dilation, cols,
-                                     groups)
+                                     groups, dy_mat)
     if need_dbias and has_bias:
         dbias = dy.sum(axis=(0, 2, 3))
+    give(dy_mat)
     return dx, dweight, dbias
+
+
+def release(cache) -> None:
+    """Hand the im2col buffer a :class:`Conv2dCache` holds back to the workspace, for a
+    caller that will never use ``cache`` again (the layers, after their backward); the
+    next step's im2col of the same size then reuses it."""
+    give(getattr(cache, "cols", None))
 
 
 # --- transposed convolution ----------------------------------------------------------------
@@ -345,6 +423,7 @@ def conv_transpose2d_backward(dy, cache: ConvTranspose2dCache, output_mask=(True
                                      groups)
     if need_dbias and has_bias:
         dbias = dy.sum(axis=(0, 2, 3))
+    give(cols)  # made here, from dy: nobody else holds it
     return dx, dweight, dbias
 
 

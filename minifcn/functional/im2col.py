@@ -36,6 +36,8 @@ over rows in memory order (measured: col2im up to 27% faster than with an (N, C,
 Memory: ``cols`` holds each input pixel about KH*KW/(SH*SW) times (9x for a 3x3 stride-1
 kernel). Callers split the batch so that one ``cols`` stays under a budget, settable with
 the context manager :func:`im2col_budget` (default :data:`DEFAULT_IM2COL_BUDGET`, 256 MiB).
+The buffers come from :mod:`~minifcn.functional.workspace`, which reuses the large arrays
+of one training step in the next instead of page-faulting fresh memory in every time.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import contextlib
 from collections.abc import Iterator
 
 from ..backend import get_array_module
+from .workspace import give, take
 
 __all__ = [
     "DEFAULT_IM2COL_BUDGET",
@@ -166,9 +169,10 @@ def im2col(x, kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair,
         output_size = conv_output_size((H, W), kernel_size, stride, padding, dilation)
     OH, OW = output_size
     xp = get_array_module(x)
-    x_padded = xp.zeros((C, N, H + 2 * PH, W + 2 * PW), dtype=x.dtype)
+    x_padded = take(xp, (C, N, H + 2 * PH, W + 2 * PW), x.dtype)
+    _zero_border(x_padded, PH, PW)  # a reused buffer: only the border needs clearing
     x_padded[:, :, PH:PH + H, PW:PW + W] = x.transpose(1, 0, 2, 3)
-    cols = xp.empty((C, KH, KW, N, OH, OW), dtype=x.dtype)
+    cols = take(xp, (C, KH, KW, N, OH, OW), x.dtype)
     if KH * KW <= OH * OW:
         for i in range(KH):
             for j in range(KW):
@@ -179,7 +183,18 @@ def im2col(x, kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair,
             for ow in range(OW):
                 rows, columns = _patch(oh, ow, kernel_size, stride, dilation)
                 cols[:, :, :, :, oh, ow] = x_padded[:, :, rows, columns].transpose(0, 2, 3, 1)
+    give(x_padded)
     return cols.reshape(C * KH * KW, N * OH * OW)
+
+
+def _zero_border(x_padded, PH: int, PW: int) -> None:
+    """Zero the PH rows and PW columns on each side of (..., H + 2*PH, W + 2*PW)."""
+    if PH:
+        x_padded[..., :PH, :] = 0
+        x_padded[..., -PH:, :] = 0
+    if PW:
+        x_padded[..., PH:x_padded.shape[-2] - PH, :PW] = 0
+        x_padded[..., PH:x_padded.shape[-2] - PH, -PW:] = 0
 
 
 def col2im(cols, x_shape: tuple[int, int, int, int], kernel_size: Pair, stride: Pair,
@@ -195,7 +210,8 @@ def col2im(cols, x_shape: tuple[int, int, int, int], kernel_size: Pair, stride: 
         kernel_size, stride, padding, dilation, output_size: as for :func:`im2col`.
 
     Returns:
-        (N, C, H, W), a new array (a transposed view of a larger buffer: copy it into place).
+        (N, C, H, W), a new array (a transposed view of a larger buffer: copy it into place,
+        after which a caller may hand the buffer back with ``workspace.give``).
     """
     N, C, H, W = x_shape
     KH, KW = kernel_size
@@ -205,7 +221,8 @@ def col2im(cols, x_shape: tuple[int, int, int, int], kernel_size: Pair, stride: 
     OH, OW = output_size
     xp = get_array_module(cols)
     cols = cols.reshape(C, KH, KW, N, OH, OW)
-    x_padded = xp.zeros((C, N, H + 2 * PH, W + 2 * PW), dtype=cols.dtype)
+    x_padded = take(xp, (C, N, H + 2 * PH, W + 2 * PW), cols.dtype)
+    x_padded[...] = 0
     if KH * KW <= OH * OW:
         for i in range(KH):
             for j in range(KW):

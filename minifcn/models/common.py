@@ -84,6 +84,18 @@ class Encoder(nn.Module):
     def stride(self) -> int:
         return 2 ** len(self.widths)
 
+    @property
+    def needs_input_grad(self) -> bool:
+        """Whether ``backward`` returns the gradient of the image (True, the default, as a
+        gradient check needs). Training sets it False: nobody needs d(image), so the first
+        convolution skips its input gradient (a GEMM and a col2im) and ``backward`` returns
+        None."""
+        return getattr(self.stage1[0], "needs_input_grad", True)
+
+    @needs_input_grad.setter
+    def needs_input_grad(self, value: bool) -> None:
+        self.stage1[0].needs_input_grad = bool(value)
+
     def stages(self):
         return [(getattr(self, f"stage{k}"), getattr(self, f"pool{k}"))
                 for k in range(1, len(self.widths) + 1)]

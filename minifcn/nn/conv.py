@@ -31,6 +31,8 @@ class _ConvNd(WeightedLayer):
     Subclasses set ``_backward_fn`` (the functional backward) and validate their padding.
     """
 
+    _release = staticmethod(F.release)  # the cache's im2col buffer serves the next step
+
     def __init__(self, in_channels, out_channels, kernel_size, stride, dilation, groups, bias,
                  padding_mode, transposed: bool, device, dtype, generator):
         super().__init__()
@@ -195,6 +197,8 @@ class Conv2d(_ConvNd):
     def backward(self, dy):
         pad_cache = getattr(self, "_pad_cache", None)
         dx = super().backward(dy)
+        if dx is None:  # needs_input_grad is False
+            return None
         if pad_cache is not None:  # the padding_mode's padding: fold its gradient back
             return pad2d_backward(dx, pad_cache)
         if self._extra != (0, 0):  # the rows/columns forward added for "same"

@@ -53,6 +53,12 @@ class CrossEntropyLoss(Module):
     The loss itself is in :mod:`minifcn.functional.loss`.
     """
 
+    check_targets = True
+    """False skips checking that every class-index target is in [0, C) or ignore_index: on
+    a GPU that check waits for the device (one host sync per call). For callers whose labels
+    were checked before (``minifcn train`` on the GPU); a bad label then gives a wrong loss,
+    not an error."""
+
     def __init__(self, weight=None, size_average=None, ignore_index: int = -100, reduce=None,
                  reduction: str = "mean", label_smoothing: float = 0.0, *, device=None,
                  dtype=None):
@@ -145,7 +151,8 @@ class CrossEntropyLoss(Module):
         else:
             xp = backend.get_array_module(target)
             target = target.astype(xp.int64, copy=False)
-            self._check_classes(target, C, unbatched)
+            if self.check_targets:
+                self._check_classes(target, C, unbatched)
             loss, cache = cross_entropy_forward(logits, target, weight, self.ignore_index,
                                                 self.reduction, self.label_smoothing)
             backward = cross_entropy_backward

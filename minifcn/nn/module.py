@@ -330,7 +330,8 @@ def accepts_unbatched(cls):
             return backward(self, dy)
         shape, dtype = self._unbatched_output
         check_grad(self._where, dy, shape, dtype)
-        return backward(self, dy[None])[0]
+        dx = backward(self, dy[None])
+        return None if dx is None else dx[0]
 
     cls.forward, cls.backward = wrapped_forward, wrapped_backward
     return cls
@@ -346,6 +347,13 @@ class WeightedLayer(Module):
     """
 
     _backward_fn = None
+    needs_input_grad = True
+    """False: ``backward`` computes no ``dx`` (its products skipped) and returns None.
+    For a model's first layer, whose input is the image: nothing needs d(image)."""
+
+    @staticmethod
+    def _release(cache) -> None:
+        """Called once backward is done with ``cache`` (convolutions recycle buffers)."""
 
     def backward(self, dy):
         """``dx`` for the ``x`` of the last forward; adds into ``weight.grad`` and
@@ -354,9 +362,10 @@ class WeightedLayer(Module):
         cache, output_shape = self._cache
         check_grad(self._where, dy, output_shape, self.weight.dtype)
         check_same_device(self._where, dy, self.weight.data)
-        output_mask = (True, self.weight.requires_grad,
+        output_mask = (self.needs_input_grad, self.weight.requires_grad,
                        self.bias is not None and self.bias.requires_grad)
         dx, dweight, dbias = self._backward_fn(dy, cache, output_mask)
+        self._release(cache)
         if dweight is not None:
             self.weight.grad += dweight
         if dbias is not None:

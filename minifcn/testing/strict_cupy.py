@@ -43,6 +43,12 @@ streams (CuPy draws other numbers from the same seed), custom kernels (``Element
 through: out-of-bounds fancy indices wrap silently on CuPy but raise here, and which value wins a
 duplicate-index assignment is undefined on CuPy.
 
+Counting host transfers: every device -> host copy the stand-in serves (``.get()``,
+``asnumpy``, ``float()``/``int()``/``bool()``/``complex()``, ``.item()``, ``.tolist()``, and
+printing an array) is a synchronisation on a GPU. Inside ``with _count_host_transfers() as
+transfers:``, ``transfers.count`` counts them and ``transfers.where`` names each (e.g.
+``"float()"``), so a test can bound them (one training step: one, the loss display).
+
 Every public attribute of this module is part of the fake ``cupy`` namespace, so imports and
 helpers are private; ``python -m minifcn.testing.strict_cupy`` rewrites ``cupy_names.json``
 (package data beside this file) from an installed CuPy (which imports without a GPU).
@@ -76,6 +82,38 @@ _IMPLICIT_CONVERSION = ("Implicit conversion to a NumPy array is not allowed. "
 _SCALARS = (bool, int, float, complex, _np.generic)
 
 _Parameter = _inspect.Parameter
+
+
+class _HostTransfers:
+    """Device -> host transfers seen inside :func:`_count_host_transfers`."""
+
+    def __init__(self):
+        self.where: list[str] = []  # what each was: "float()", ".get()", ".item()", ...
+
+    @property
+    def count(self) -> int:
+        return len(self.where)
+
+
+_transfer_counters: list = []  # the counters of the enclosing ``with`` blocks
+
+
+def _host_transfer(what: str) -> None:
+    for counter in _transfer_counters:
+        counter.where.append(what)
+
+
+class _count_host_transfers:  # noqa: N801 (used like a function: ``with _count_...():``)
+    """``with _count_host_transfers() as transfers:`` counts every device -> host transfer
+    (see the module docstring) in the block; blocks may nest."""
+
+    def __enter__(self) -> _HostTransfers:
+        self._counter = _HostTransfers()
+        _transfer_counters.append(self._counter)
+        return self._counter
+
+    def __exit__(self, *exc_info) -> None:
+        _transfer_counters.remove(self._counter)
 
 
 @_functools.cache
@@ -373,6 +411,7 @@ class ndarray:
 
     def get(self, stream=None, order="C", out=None, blocking=True) -> _np.ndarray:
         """The device -> host copy."""
+        _host_transfer(".get()")
         if out is not None:
             out[...] = self._a
             return out
@@ -413,29 +452,38 @@ class ndarray:
         if not callable(method):
             raise AttributeError(f"strict_cupy: cupy.ndarray.{name} exists in CuPy but the "
                                  f"stand-in does not emulate it")
+        if name in ("item", "tolist"):  # device -> host
+            _host_transfer(f".{name}()")
         return _functools.partial(_call, f"cupy.ndarray.{name}", method)
 
     # --- Python protocols that CuPy implements (no __index__, __round__, __contains__) --------
 
     def __repr__(self) -> str:
+        _host_transfer("repr()")
         return repr(self._a)
 
     def __str__(self) -> str:
+        _host_transfer("str()")
         return str(self._a)
 
     def __format__(self, spec: str) -> str:
+        _host_transfer("format()")
         return self._a.__format__(spec)
 
     def __bool__(self) -> bool:
+        _host_transfer("bool()")
         return bool(self._a)
 
     def __int__(self) -> int:
+        _host_transfer("int()")
         return int(self._a)
 
     def __float__(self) -> float:
+        _host_transfer("float()")
         return float(self._a)
 
     def __complex__(self) -> complex:
+        _host_transfer("complex()")
         return complex(self._a)
 
     def __len__(self) -> int:

@@ -21,6 +21,7 @@ from layers import contenders, paired
 from train_step import training_steps
 
 from minifcn import backend, nn
+from minifcn.functional import workspace
 from minifcn.functional.im2col import DEFAULT_IM2COL_BUDGET, batch_chunks, im2col_budget
 
 UNBOUNDED = 2**62  # a budget no buffer reaches: the whole batch in one im2col
@@ -53,6 +54,10 @@ def budget_rows(shape, budgets_mib: list[int], args, env, torch_models, rng) -> 
     N, C, H, W = shape
     per_sample = C * 9 * H * W * 4  # float32 im2col buffer of one image, 3x3 kernel
     rows = []
+    # What the budget bounds is one im2col buffer; the workspace pool would keep the buffers
+    # of one budget's runs alive into the next one's and blur its peak: off for this sweep.
+    previous = workspace.set_pool_bytes(0)
+    workspace.clear()
     for budget in [b * _common.MIB for b in budgets_mib] + [UNBOUNDED]:
         with im2col_budget(budget):
             result = _common.measure(runs, args, env)
@@ -64,6 +69,7 @@ def budget_rows(shape, budgets_mib: list[int], args, env, torch_models, rng) -> 
                      f"{result.ours_ms:.1f}", f"{result.torch_ms:.1f}",
                      f"**{_common.format_ratio(result.ratio)}**", *result.memory_cells()])
         print(" | ".join(rows[-1]), flush=True)
+    workspace.set_pool_bytes(previous)
     return rows
 
 

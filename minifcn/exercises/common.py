@@ -10,8 +10,8 @@ from .. import backend
 from ..backend import np
 from .framework import Check, CheckFailed, Learner, NotImplementedYet, compare, on_strict_gpu
 
-__all__ = ["arg", "compare_bias_grad", "config_dict", "coverage", "gradient_check",
-           "gpu_check", "inputs_for", "is_tuple_of"]
+__all__ = ["arg", "compare_bias_grad", "config_dict", "conv_cases", "conv_problem", "coverage",
+           "gradient_check", "gpu_check", "inputs_for", "is_tuple_of"]
 
 
 def config_dict(config, **extra) -> dict:
@@ -44,6 +44,35 @@ def arg(pair):
     (The skeletons show how to accept both, as PyTorch does.)"""
     pair = tuple(int(v) for v in pair)
     return pair[0] if pair[0] == pair[1] else pair
+
+
+def conv_cases(max_extra: int):
+    """Drawn convolution cases as dicts (``conv_configs`` and whether there is a bias),
+    without the arguments the convolution exercises do not take."""
+    from hypothesis import strategies as st
+
+    from ..testing.strategies import conv_configs
+
+    def case(drawn) -> dict:
+        config, bias = drawn
+        result = config_dict(config, bias=bias)
+        for unused in ("output_padding", "groups"):
+            result.pop(unused, None)
+        return result
+
+    return st.tuples(conv_configs(max_extra=max_extra), st.booleans()).map(case)
+
+
+def conv_problem(case: dict):
+    """x (N, C, H, W), weight (F, C, KH, KW), bias (F,) or None, and the keyword arguments
+    (stride, padding, dilation as a learner receives them) of a convolution case."""
+    x, weight, bias = inputs_for(
+        case, (case["batch"], case["in_channels"], *case["size"]),
+        (case["out_channels"], case["in_channels"], *case["kernel_size"]),
+        (case["out_channels"],))
+    kwargs = dict(stride=arg(case["stride"]), padding=arg(case["padding"]),
+                  dilation=arg(case["dilation"]))
+    return x, weight, bias if case["bias"] else None, kwargs
 
 
 def is_tuple_of(value, count: int, name: str) -> tuple:

@@ -11,14 +11,12 @@ convolutions) and one unbatched sample (C, H, W) as well as a batch; ``Conv2d`` 
 
 from __future__ import annotations
 
-import math
 from numbers import Integral
 
 from .. import backend, checks
 from ..functional import conv as F
 from ..functional.im2col import conv_output_size, conv_transpose_output_size
 from ..functional.pad import PADDING_MODES, check_padding_size, pad2d_backward, pad2d_forward
-from . import init
 from .module import Parameter, WeightedLayer, accepts_unbatched
 
 __all__ = ["Conv2d", "ConvTranspose2d"]
@@ -69,18 +67,6 @@ class _ConvNd(WeightedLayer):
         self.reset_parameters(generator)
         self._cache = None
         self.to(device=device or backend.default_device())
-
-    def reset_parameters(self, generator: backend.Generator | None = None) -> None:
-        """PyTorch's default: weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
-
-        (PyTorch writes it as ``kaiming_uniform_(weight, a=sqrt(5))``, which is the same.)
-        """
-        generator = generator or backend.Generator()
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5), generator=generator)
-        if self.bias is not None:
-            fan_in, _ = init.calculate_fan_in_and_fan_out(self.weight.shape)
-            bound = 1.0 / math.sqrt(fan_in)
-            init.uniform_(self.bias, -bound, bound, generator=generator)
 
     def _check_input(self, x) -> None:
         if getattr(self, "_unbatched", False) and x.shape[1] != self.in_channels:

@@ -11,12 +11,10 @@ gives the same layer. A classifier ends with them::
 
 from __future__ import annotations
 
-import math
 from numbers import Integral
 
 from .. import backend, checks
 from ..functional import linear as F
-from . import init
 from .module import Module, Parameter, WeightedLayer
 
 __all__ = ["Flatten", "Linear"]
@@ -52,16 +50,6 @@ class Linear(WeightedLayer):
         self.reset_parameters(generator)
         self._cache = None
         self.to(device=device or backend.default_device())
-
-    def reset_parameters(self, generator: backend.Generator | None = None) -> None:
-        """PyTorch's default: ``kaiming_uniform_(weight, a=sqrt(5))``, which is
-        U(-1/sqrt(I), 1/sqrt(I)), and the bias U(-1/sqrt(I), 1/sqrt(I))."""
-        generator = generator or backend.Generator()
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5), generator=generator)
-        if self.bias is not None:
-            fan_in, _ = init.calculate_fan_in_and_fan_out(self.weight.shape)
-            bound = 1.0 / math.sqrt(fan_in)
-            init.uniform_(self.bias, -bound, bound, generator=generator)
 
     def forward(self, x):
         """x (*, I) -> y (*, O)."""

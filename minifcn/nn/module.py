@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
@@ -350,6 +351,21 @@ class WeightedLayer(Module):
     needs_input_grad = True
     """False: ``backward`` computes no ``dx`` (its products skipped) and returns None.
     For a model's first layer, whose input is the image: nothing needs d(image)."""
+
+    def reset_parameters(self, generator: backend.Generator | None = None) -> None:
+        """PyTorch's default: weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in
+        the weight's inputs per output (I for Linear, C/G*KH*KW for a convolution).
+
+        (PyTorch writes it as ``kaiming_uniform_(weight, a=sqrt(5))``, which is the same.)
+        """
+        from . import init  # init needs Parameter from this module: imported on use
+
+        generator = generator or backend.Generator()
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5), generator=generator)
+        if self.bias is not None:
+            fan_in, _ = init.calculate_fan_in_and_fan_out(self.weight.shape)
+            bound = 1.0 / math.sqrt(fan_in)
+            init.uniform_(self.bias, -bound, bound, generator=generator)
 
     @staticmethod
     def _release(cache) -> None:

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import time
 
-from hypothesis import strategies as st
-
 from ... import functional as F
 from ...backend import np
-from ...testing.strategies import conv_configs
 from ..common import (
-    arg,
     compare_bias_grad,
-    config_dict,
+    conv_cases,
+    conv_problem,
     coverage,
     gpu_check,
     gradient_check,
@@ -23,27 +20,8 @@ from ..framework import Check, Exercise, compare, for_all, looks_like, only_wher
 
 SHAPE = "(N, F, OH, OW) with OH = (H + 2*PH - DH*(KH - 1) - 1) // SH + 1, and so for OW"
 
-def _case(drawn) -> dict:
-    config, bias = drawn
-    case = config_dict(config, bias=bias)
-    for unused in ("output_padding", "groups"):  # not arguments of this exercise
-        case.pop(unused, None)
-    return case
-
-
-cases = st.tuples(conv_configs(max_extra=4), st.booleans()).map(_case)
-small_cases = st.tuples(conv_configs(max_extra=2), st.booleans()).map(_case)
-
-
-def _problem(case):
-    """x (N, C, H, W), weight (F, C, KH, KW), bias (F,) or None, and the keyword arguments."""
-    x, weight, bias = inputs_for(
-        case, (case["batch"], case["in_channels"], *case["size"]),
-        (case["out_channels"], case["in_channels"], *case["kernel_size"]),
-        (case["out_channels"],))
-    kwargs = dict(stride=arg(case["stride"]), padding=arg(case["padding"]),
-                  dilation=arg(case["dilation"]))
-    return x, weight, bias if case["bias"] else None, kwargs
+cases = conv_cases(max_extra=4)
+small_cases = conv_cases(max_extra=2)
 
 
 def _reference(x, weight, bias, kwargs):
@@ -52,7 +30,7 @@ def _reference(x, weight, bias, kwargs):
 
 
 def _forward(learner, case):
-    x, weight, bias, kwargs = _problem(case)
+    x, weight, bias, kwargs = conv_problem(case)
     out = is_tuple_of(learner.conv2d_forward(x, weight, bias, **kwargs), 2,
                       "conv2d_forward")
     expected, _ = _reference(x, weight, bias, kwargs)
@@ -74,7 +52,7 @@ def check_forward(learner):
 
 
 def _backward(learner, case, which: str):
-    x, weight, bias, kwargs = _problem(case)
+    x, weight, bias, kwargs = conv_problem(case)
     y, cache = is_tuple_of(learner.conv2d_forward(x, weight, bias, **kwargs), 2,
                            "conv2d_forward")
     dy = inputs_for((case, "dy"), y.shape)[0]
@@ -115,7 +93,7 @@ def check_numerical(learner):
     notes = []
 
     def body(case):
-        x, weight, bias, kwargs = _problem(case)
+        x, weight, bias, kwargs = conv_problem(case)
         inputs = dict(x=x, weight=weight, bias=bias)
         wrt = ["x", "weight"] + (["bias"] if bias is not None else [])
         notes.append(gradient_check(learner, "conv2d_forward", "conv2d_backward", inputs,
@@ -147,7 +125,7 @@ def check_speed(learner):
 
 
 def gpu_case(learner, xp):
-    x, weight, bias, kwargs = _problem(dict(
+    x, weight, bias, kwargs = conv_problem(dict(
         batch=2, in_channels=3, out_channels=2, size=(5, 6), kernel_size=(3, 2),
         stride=(2, 1), padding=(1, 1), dilation=(1, 1), bias=True))
     x, weight, bias = xp.asarray(x), xp.asarray(weight), xp.asarray(bias)

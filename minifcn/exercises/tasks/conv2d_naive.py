@@ -2,36 +2,14 @@
 
 from __future__ import annotations
 
-from hypothesis import strategies as st
-
 from ... import functional as F
 from ...testing.assertions import CONV_OUTPUT_FORMULA
-from ...testing.strategies import conv_configs
-from ..common import arg, config_dict, gpu_check, inputs_for
+from ..common import conv_cases, conv_problem, gpu_check
 from ..framework import Check, CheckFailed, Exercise, compare, for_all, looks_like
 
 SHAPE = f"{CONV_OUTPUT_FORMULA}; y is (N, F, OH, OW)"
 
-
-def _case(config, bias):
-    case = config_dict(config, bias=bias)
-    for unused in ("output_padding", "groups"):  # not arguments of this exercise
-        case.pop(unused, None)
-    return case
-
-
-cases = st.tuples(conv_configs(max_extra=3), st.booleans()).map(lambda t: _case(*t))
-
-
-def _problem(case):
-    """x (N, C, H, W), weight (F, C, KH, KW), bias (F,) or None, and the keyword arguments."""
-    x, weight, bias = inputs_for(
-        case, (case["batch"], case["in_channels"], *case["size"]),
-        (case["out_channels"], case["in_channels"], *case["kernel_size"]),
-        (case["out_channels"],))
-    kwargs = dict(stride=arg(case["stride"]), padding=arg(case["padding"]),
-                  dilation=arg(case["dilation"]))
-    return x, weight, bias if case["bias"] else None, kwargs
+cases = conv_cases(max_extra=3)
 
 
 def _output_size(case):
@@ -41,7 +19,7 @@ def _output_size(case):
 
 def check_shape(learner):
     def body(case):
-        x, weight, bias, kwargs = _problem(case)
+        x, weight, bias, kwargs = conv_problem(case)
         y = learner.conv2d_naive(x, weight, bias, **kwargs)
         expected = (case["batch"], case["out_channels"], *_output_size(case))
         got = tuple(getattr(y, "shape", ()))
@@ -66,7 +44,7 @@ def check_shape(learner):
 
 
 def _forward(learner, case):
-    x, weight, bias, kwargs = _problem(case)
+    x, weight, bias, kwargs = conv_problem(case)
     y = learner.conv2d_naive(x, weight, bias, **kwargs)
     expected, _ = F.conv2d_forward(x, weight, bias, **kwargs)
     flipped, _ = F.conv2d_forward(x, weight[..., ::-1, ::-1].copy(), bias, **kwargs)
@@ -88,7 +66,7 @@ def check_forward(learner):
 
 
 def gpu_case(learner, xp):
-    x, weight, bias, kwargs = _problem({
+    x, weight, bias, kwargs = conv_problem({
         "gpu": 1, "batch": 2, "in_channels": 3, "out_channels": 2, "size": (5, 6),
         "kernel_size": (3, 2), "stride": (2, 1), "padding": (1, 1), "dilation": (1, 2),
         "bias": True})

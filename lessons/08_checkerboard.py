@@ -297,10 +297,11 @@ DECODERS = {"transposed k=3": dict(upsample="transposed", transposed_kernel=3),
 # A narrow SegNet (8 channels at every stage) keeps the three runs short.
 WIDTHS = (8, 8, 8, 8, 8)
 STEPS, BATCH = (30, 8) if lesson.quick else (60, 8)
-# Early in training, where the grid is clear: from step 15 (batch norm's running statistics
-# need a few steps to settle), every 5 steps; one checkpoint is noisy, so the MEDIAN over
-# the checkpoints is what is compared.
-CHECKS = list(range(15, STEPS + 1, 5))
+# Early in training, where the grid is clear: from step 10 (batch norm's running statistics
+# need a few steps to settle), every 2 steps. One checkpoint, and even one run, is noisy
+# (see the text below), so the MEDIAN over the checkpoints is what is compared, and the
+# claim checked is about transposed decoders as a family.
+CHECKS = list(range(10, STEPS + 1, 2))
 train_set = Shapes(STEPS * BATCH, seed=0, split="train")
 val_set = Shapes(24 if lesson.quick else 48, seed=0, split="val", void_band=False)
 val_images = lesson.asarray(val_set.images)
@@ -345,7 +346,7 @@ print(f"  {MODEL} (five x2 up-steps), widths {WIDTHS}, Adam lr 3e-3, batches of 
       f"{time.perf_counter() - started:.1f} s for the three")
 print("  checkerboard ratio of the validation softmax maps")
 print("    after step " + "".join(f"{name:>17}" for name in DECODERS))
-for step in CHECKS:
+for step in CHECKS[::2] if len(CHECKS) > 8 else CHECKS:  # every other row, to stay short
     print(f"    {step:>10} " + "".join(f"{ratios[name][step]:>17.2f}" for name in DECODERS))
 print(f"    {'median':>10} " + "".join(f"{np.median(list(ratios[name].values())):>17.2f}"
                                       for name in DECODERS))
@@ -354,6 +355,9 @@ print()
 
 median_ratio = {name: float(np.median(list(by_step.values())))
                 for name, by_step in ratios.items()}
+# The two transposed decoders together: the geometric mean of their medians.
+transposed_ratio = float(np.sqrt(median_ratio["transposed k=3"]
+                                 * median_ratio["transposed k=4"]))
 random_maps = on_device(host.standard_normal((16, 1, 32, 32)))
 resized = nn.Upsample(scale_factor=2, mode="bilinear")(random_maps)
 bilinear_ratio = checkerboard_ratio(minifcn.to_numpy(resized)[:, 0])
@@ -371,15 +375,24 @@ lesson.say(f"""
     {median_ratio['transposed k=3']:.2f} with transposed convolutions of kernel 3,
     {median_ratio['transposed k=4']:.2f} with kernel 4, and {median_ratio['resize-conv']:.2f}
     with resize-then-convolve. (SegNet starts its x2 layers as bilinear interpolation,
-    which has no grid; within tens of steps, training breaks the fragile balance of the
-    k=3 kernel.) Kernel 4 is not immune either: even overlap removes the BUILT-IN pattern,
-    not the freedom to learn one, since each of its four phases has its own taps and they
-    drift apart during training; in short runs like these its peak can be as large as
-    kernel 3's (longer runs, below, separate them). Resize-then-convolve has nothing that
-    could draw a grid: bilinear x2 makes every output pixel the same way, from its two
-    nearest input pixels with weights 1/4 and 3/4 (a random map up-sampled x2 has a ratio
-    of {bilinear_ratio:.2f}: no peak), and the stride-1 3x3 convolution after it treats
-    every pixel alike.
+    which has no grid; within tens of steps, training breaks that balance.) Kernel 4 is not
+    immune: even overlap removes the BUILT-IN pattern, not the freedom to learn one, since
+    each of its four phases has its own taps and they drift apart during training.
+
+    Which of the two transposed kernels draws the stronger grid in a run this short is
+    not stable. Training is chaotic: when we changed the input gradient of every
+    convolution by one part in a million (random relative noise of 1e-6, far below what
+    float32 rounding already does), eight such runs in quick mode gave medians from 0.91
+    to 2.13 for kernel 3 and from 1.96 to 7.81 for kernel 4. What held in every run: both
+    transposed decoders draw a grid (the geometric mean of their two medians is
+    {transposed_ratio:.2f} here, and was 1.85 or more in all eight), and resize-then-
+    convolve never does, at 0.98 to 1.00. So a single run, or a single checkpoint, is
+    not evidence either way; compare families, and across seeds.
+
+    Resize-then-convolve has nothing that could draw a grid: bilinear x2 makes every
+    output pixel the same way, from its two nearest input pixels with weights 1/4 and 3/4
+    (a random map up-sampled x2 has a ratio of {bilinear_ratio:.2f}: no peak), and the
+    stride-1 3x3 convolution after it treats every pixel alike.
 
     An honest caveat: these are the first {STEPS} steps, where the grid is clearest. At
     this scale it mostly trains away: longer runs of the project's PyTorch calibration
@@ -392,12 +405,14 @@ for name in ("transposed k=3", "resize-conv"):
     for step, value in ratios[name].items():
         assert np.isfinite(value), f"{name} at step {step}: {value}"
 assert 0.8 < truth_ratio < 1.2, f"ground truth has no grid: {truth_ratio}"
-# Measured over seeds 0-5 for both STEPS: medians of 1.9 to 10 for k=3, 0.6 to 1.0 for
-# resize-conv.
+# Measured in quick mode over eight runs whose convolution input gradients were perturbed
+# by relative noise of 1e-6: medians 0.91-2.13 (k=3), 1.96-7.81 (k=4), 0.98-1.00
+# (resize-conv); the geometric mean of the two transposed medians 1.85-3.48. Four such runs
+# at the default 60 steps: geometric means 1.87-2.47, resize-conv 0.99.
 assert median_ratio["resize-conv"] < 1.2, f"resize-conv should draw no grid: {median_ratio}"
 assert 0.8 < bilinear_ratio < 1.2, f"bilinear x2 should draw no grid: {bilinear_ratio}"
-assert median_ratio["transposed k=3"] > max(1.5, 1.5 * median_ratio["resize-conv"]), (
-    f"k=3 should draw a grid early in training: {median_ratio}")
+assert transposed_ratio > max(1.4, 1.4 * median_ratio["resize-conv"]), (
+    f"transposed decoders should draw a grid early in training: {median_ratio}")
 
 
 def laplacian(a):

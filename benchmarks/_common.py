@@ -94,8 +94,9 @@ def argument_parser(description: str, repeats: int, quick_repeats: int
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
                         help="cpu: NumPy beside PyTorch CPU; gpu: CuPy beside PyTorch CUDA")
     parser.add_argument("--threads", type=int, default=usable_cores(),
-                        help="PyTorch threads (default: the cores this process may use, "
-                             "which OpenBLAS also uses)")
+                        help="threads of PyTorch and of NumPy's OpenBLAS (default: the cores "
+                             "this process may use; OPENBLAS_NUM_THREADS, if set, wins for "
+                             "OpenBLAS)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR,
                         help=f"folder for the markdown table (default {RESULTS_DIR})")
     return parser
@@ -143,6 +144,23 @@ def fail(message: str) -> None:
     raise SystemExit(2)
 
 
+_blas_limit = None  # kept alive: threadpoolctl's limit lasts as long as this object
+
+
+def _limit_blas_threads(threads: int) -> None:
+    """Give NumPy's OpenBLAS the same thread count as PyTorch (``--threads``), so that both
+    contenders use the same cores. OPENBLAS_NUM_THREADS, when set, is the user's choice
+    and wins; without threadpoolctl the machine report says the counts differ."""
+    global _blas_limit
+    if os.environ.get("OPENBLAS_NUM_THREADS"):
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    _blas_limit = threadpool_limits(limits=threads, user_api="blas")
+
+
 def setup(args: argparse.Namespace) -> Platform:
     """Check the device, import PyTorch, set its threads; exit non-zero with a clear message
     when the GPU or PyTorch is missing."""
@@ -157,6 +175,7 @@ def setup(args: argparse.Namespace) -> Platform:
         fail(f"these benchmarks compare with PyTorch, which is not importable ({error}); "
              f"install it with: {TORCH_HINT}")
     torch.set_num_threads(args.threads)
+    _limit_blas_threads(args.threads)
     torch_device = "cpu"
     if args.device == "gpu":
         if not torch.cuda.is_available():
@@ -212,13 +231,29 @@ def _git_revision() -> str:
     return revision + (" with uncommitted changes in minifcn/" if dirty else "")
 
 
+def _blas_threads() -> tuple[int, str]:
+    """OpenBLAS's thread count now, and where it came from."""
+    try:
+        from threadpoolctl import threadpool_info
+        counts = [pool["num_threads"] for pool in threadpool_info()
+                  if pool["internal_api"] == "openblas"]
+        if counts:
+            source = "set to --threads" if _blas_limit is not None else "OPENBLAS_NUM_THREADS"
+            return counts[0], f"{source}, read by threadpoolctl"
+    except ImportError:
+        pass
+    return (int(os.environ.get("OPENBLAS_NUM_THREADS") or usable_cores()),
+            "OPENBLAS_NUM_THREADS, else the usable cores")
+
+
 def _thread_line(torch) -> str:
     """Threads of each library; they should match for a fair comparison."""
-    blas = int(os.environ.get("OPENBLAS_NUM_THREADS") or usable_cores())
-    line = (f"Threads: OpenBLAS {blas} (OPENBLAS_NUM_THREADS, else the usable cores), PyTorch "
+    blas, source = _blas_threads()
+    line = (f"Threads: OpenBLAS {blas} ({source}), PyTorch "
             f"{torch.get_num_threads()} (--threads; {torch.get_num_interop_threads()} inter-op)")
     if blas != torch.get_num_threads():
-        line += " -- NOT EQUAL: set OPENBLAS_NUM_THREADS to --threads for a fair comparison"
+        line += (" -- NOT EQUAL: set OPENBLAS_NUM_THREADS to --threads (or install "
+                 "threadpoolctl) for a fair comparison")
     return line
 
 

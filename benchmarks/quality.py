@@ -86,12 +86,14 @@ def _report(results: dict, args, is_default: bool) -> list[str]:
         f"load average at the end {load}",
         f"- Python {platform.python_version()}, NumPy {numpy.__version__}, "
         f"minifcn {minifcn.__version__}",
-        f"- Recipe: {args.epochs} epochs of {args.train_size} images (64x64), batch 16, Adam "
-        f"at each model's own learning rate (column lr; minifcn.train.recipe), cosine "
+        f"- Recipe: {args.epochs} epochs of {args.train_size} images (64x64), Adam "
+        f"at each model's own batch size and learning rate (columns batch and lr; "
+        f"minifcn.train.recipe), cosine "
         f"schedule, random flips, seed {args.seed}; validation on {args.val_size} images",
         "",
-        "| model | lr | mean IoU | pixel acc | mean acc | f.w. IoU | train time (s) | bar |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| model | batch | lr | mean IoU | pixel acc | mean acc | f.w. IoU | train time (s) "
+        "| bar |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     from minifcn.train import recipe
 
@@ -101,7 +103,8 @@ def _report(results: dict, args, is_default: bool) -> list[str]:
             iou_bar, time_bar = DEFAULT_BAR
             met = last["mean_iou"] >= iou_bar and seconds <= time_bar
             bar = f">= {iou_bar} in <= {time_bar:.0f} s: {'met' if met else 'MISSED'}"
-        lines.append(f"| {name} | {recipe(name)['lr']:g} | {last['mean_iou']:.3f} | "
+        lines.append(f"| {name} | {recipe(name)['batch_size']} | {recipe(name)['lr']:g} | "
+                     f"{last['mean_iou']:.3f} | "
                      f"{last['pixel_acc']:.3f} | "
                      f"{last['mean_acc']:.3f} | {last['fw_iou']:.3f} | {seconds:.0f} | {bar} |")
     iou = {name: last["mean_iou"] for name, (last, _) in results.items()}

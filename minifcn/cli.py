@@ -51,11 +51,13 @@ def _parser() -> argparse.ArgumentParser:
     from .train import TrainConfig, pretrain_config, recipe
 
     defaults = TrainConfig()
-    # "0.003 (fcn8s, fcn16s, fcn32s, segnet), 0.001 (unet)": each model's own learning rate
-    rates: dict = {}
-    for name in MODELS:
-        rates.setdefault(recipe(name)["lr"], []).append(name)
-    lr_defaults = ", ".join(f"{lr:g} ({', '.join(names)})" for lr, names in rates.items())
+    def per_model(setting: str) -> str:
+        """Each model's own value, e.g. "0.003 (fcn16s, fcn32s, segnet), 0.001 (unet)"."""
+        values: dict = {}
+        for name in MODELS:
+            values.setdefault(recipe(name)[setting], []).append(name)
+        return ", ".join(f"{value:g} ({', '.join(names)})" for value, names in values.items())
+
     parser = argparse.ArgumentParser(
         prog="minifcn", description="Fully convolutional segmentation from scratch: train a "
         "segmenter, evaluate a checkpoint, or predict masks for images.",
@@ -74,16 +76,18 @@ def _parser() -> argparse.ArgumentParser:
         "change; any other option given with a value other than the checkpoint's is refused, "
         "as a PyTorch model refuses a state_dict of another architecture.")
     train.add_argument("--model", choices=list(MODELS),
-                       help=f"the architecture; each trains with its own recipe (see --lr) "
+                       help=f"the architecture; each trains with its own recipe (see --batch-size "
+                            f"and --lr) "
                             f"unless options say otherwise (default: {defaults.model})")
     train.add_argument("--epochs", type=int,
                        help=f"epochs in the whole run; a resumed run trains those after its "
                             f"checkpoint's (default: {defaults.epochs}; with --resume, the "
                             f"checkpoint's)")
     train.add_argument("--batch-size", type=int,
-                       help=f"images per step (default: {defaults.batch_size})")
+                       help=f"images per step (default: the model's own: "
+                            f"{per_model('batch_size')})")
     train.add_argument("--lr", type=float,
-                       help=f"learning rate (default: the model's own: {lr_defaults})")
+                       help=f"learning rate (default: the model's own: {per_model('lr')})")
     train.add_argument("--optimizer", choices=["adam", "sgd"],
                        help=f"adam, or sgd with momentum {defaults.momentum} "
                             f"(default: {defaults.optimizer})")

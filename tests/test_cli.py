@@ -83,8 +83,14 @@ def test_help_is_plain_text_and_every_option_states_its_default(capsys, command)
         assert "default" in text or "required" in text, f"{command} {option}: {text!r}"
     if command == "train":
         assert "default: fcn8s" in entries["--model"]
-        assert "(default: the model's own: 0.003 (fcn8s, fcn16s, fcn32s, segnet), 0.001 " \
-               "(unet))" in entries["--lr"]  # each model's recipe
+        from minifcn.models import MODELS
+        from minifcn.train import recipe
+        for option, setting in (("--lr", "lr"), ("--batch-size", "batch_size")):
+            assert "(default: the model's own: " in entries[option]
+            for name in MODELS:  # each model's recipe, named beside its value
+                value = f"{recipe(name)[setting]:g} ("
+                listed = entries[option].split(value, 1)[1].split(")", 1)[0]
+                assert name in listed, f"{option}: {name} not listed after {value!r}"
         assert "--resume" in out.split("options:", 1)[1].split("\n\n", 1)[1]  # the epilog
 
 
@@ -158,8 +164,11 @@ def test_each_model_trains_with_its_own_recipe_unless_told_otherwise(capsys, tmp
     the checkpoint's rate and refuses another one, naming both."""
     from minifcn.train import TrainConfig, recipe
 
-    assert recipe("unet")["lr"] == 1e-3 and recipe("fcn8s")["lr"] == 3e-3
-    assert TrainConfig().lr == 3e-3 and TrainConfig(model="segnet").lr == 3e-3
+    assert recipe("unet")["lr"] == 1e-3 and recipe("segnet")["lr"] == 3e-3
+    assert recipe("fcn8s") == {"lr": 2e-3, "batch_size": 8}
+    assert TrainConfig().lr == 2e-3 and TrainConfig().batch_size == 8
+    assert TrainConfig(model="segnet").lr == 3e-3 and TrainConfig(model="unet").batch_size == 16
+    assert TrainConfig(batch_size=4).batch_size == 4
     assert TrainConfig(model="unet", lr=5e-4).lr == 5e-4
     for name, argv, lr in (("own", [], 1e-3), ("given", ["--lr", "2e-3"], 2e-3)):
         out = tmp_path / name

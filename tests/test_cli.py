@@ -165,8 +165,8 @@ def test_each_model_trains_with_its_own_recipe_unless_told_otherwise(capsys, tmp
     from minifcn.train import TrainConfig, recipe
 
     assert recipe("unet")["lr"] == 1e-3 and recipe("segnet")["lr"] == 3e-3
-    assert recipe("fcn8s") == {"lr": 2e-3, "batch_size": 8}
-    assert TrainConfig().lr == 2e-3 and TrainConfig().batch_size == 8
+    assert recipe("fcn8s") == {"lr": 3e-3, "batch_size": 8}
+    assert TrainConfig().lr == 3e-3 and TrainConfig().batch_size == 8
     assert TrainConfig(model="segnet").lr == 3e-3 and TrainConfig(model="unet").batch_size == 16
     assert TrainConfig(batch_size=4).batch_size == 4
     assert TrainConfig(model="unet", lr=5e-4).lr == 5e-4

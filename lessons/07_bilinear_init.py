@@ -186,9 +186,9 @@ assert np.allclose(border_rows[4][2:-2], 1.0) and border_rows[4][0] < 0.9, borde
 # %%
 lesson.heading("3. Fixed or learned? Training FCN-32s both ways")
 
-# Lesson 09's network, long enough for the learned layer to paint shapes (measured with one
-# BLAS thread on a busy 2-core machine: ~40 ms a step); the margins of the checks below were
-# measured over seeds 0-3.
+# Lesson 09's network, trained long enough for the learned layer to paint blobs (one BLAS
+# thread on a busy 2-core machine: 40 to 70 ms a step); the margins of the checks below
+# were measured over seeds 0-3.
 SEED = 0
 WIDTHS, HEAD = ((4, 8, 8, 16, 16), 16) if lesson.quick else ((8, 16, 32, 32, 64), 64)
 STEPS = 48 if lesson.quick else 500

@@ -186,14 +186,16 @@ assert np.allclose(border_rows[4][2:-2], 1.0) and border_rows[4][0] < 0.9, borde
 # %%
 lesson.heading("3. Fixed or learned? Training FCN-32s both ways")
 
-# A narrow network and a short run (measured on 2 busy cores: ~60 ms a step); the gap
-# below held with a margin for every seed tried (0-3).
-WIDTHS, HEAD = (4, 8, 8, 16, 16), 16
-STEPS = 48 if lesson.quick else 150
-BATCH, LR = 16, 3e-3
+# Lesson 09's network, trained long enough for the learned layer to paint blobs (one BLAS
+# thread on a busy 2-core machine: 40 to 70 ms a step); the margins of the checks below
+# were measured over seeds 0-3.
+SEED = 0
+WIDTHS, HEAD = ((4, 8, 8, 16, 16), 16) if lesson.quick else ((8, 16, 32, 32, 64), 64)
+STEPS = 48 if lesson.quick else 500
+BATCH, LR = 16 if lesson.quick else 8, 3e-3
 CHECK_EVERY = STEPS // (3 if lesson.quick else 5)
 CHECKS = list(range(CHECK_EVERY, STEPS + 1, CHECK_EVERY))
-train_set, val_set = Shapes.splits(STEPS * BATCH, 32 if lesson.quick else 100, SIZE, seed=0)
+train_set, val_set = Shapes.splits(STEPS * BATCH, 32 if lesson.quick else 100, SIZE, seed=SEED)
 val_loader = DataLoader(val_set, batch_size=50, device=lesson.device)
 
 
@@ -201,7 +203,7 @@ def train_fcn32s(learn_upsampling: bool):
     """FCN-32s from the same seed (same initial weights, same batches), its x32 layer
     learned or frozen at bilinear. Returns the model, its initial x32 weight and the
     validation metrics at each of CHECKS."""
-    minifcn.manual_seed(0)
+    minifcn.manual_seed(SEED)
     model = build_model("fcn32s", widths=WIDTHS, head_channels=HEAD, dropout=0.0)
     model = model.to(lesson.device)
     initial = minifcn.to_numpy(model.upscore32.weight.data).copy()
@@ -209,7 +211,7 @@ def train_fcn32s(learn_upsampling: bool):
         model.upscore32.requires_grad_(False)  # backward then skips its weight gradient
     optimizer = Adam(model.parameters(), lr=LR)  # Adam leaves frozen parameters alone
     criterion = CrossEntropyLoss(ignore_index=train_set.ignore_index)
-    loader = DataLoader(train_set, BATCH, shuffle=True, drop_last=True, seed=0,
+    loader = DataLoader(train_set, BATCH, shuffle=True, drop_last=True, seed=SEED,
                         device=lesson.device)
     history = {}
     for step, (images, masks) in enumerate(loader, start=1):
@@ -262,8 +264,10 @@ lesson.say(f"""
     one {final['frozen at bilinear']['mean_iou']:.3f} (loss {final['learned']['loss']:.3f}
     against {final['frozen at bilinear']['loss']:.3f}). Interpolating a 2x2 grid can only
     draw one smooth bump, wider than most objects, per coarse pixel and class: the frozen
-    FCN-32s hardly gets past "everything is background", which scores
-    {all_background:.3f} here.
+    FCN-32s gets little past "everything is background", which scores {all_background:.3f}
+    here, and where one class's bump does win, it covers a whole corner of the image (the
+    square patches in the last figure). The learned layer paints blobs where the objects
+    are: coarse, often of the wrong shape class, but in the right place.
 
     Trained, the layer becomes something else than interpolation. Its kernel moved by
     {moved:.0%} of its norm and is no longer one smooth bump: with a 2x2 input, each part
@@ -281,14 +285,13 @@ lesson.say(f"""
 assert np.array_equal(frozen_weight, initial_weight), "the frozen layer must not change"
 assert moved > 0.05, f"the learned kernel should move away from bilinear: {moved:.3f}"
 assert cross_class > 1e-3, f"learning should mix the classes: {cross_class}"
-assert final["learned"]["loss"] < final["frozen at bilinear"]["loss"] - 0.1, final
-assert final["frozen at bilinear"]["mean_iou"] < all_background + 0.03, (
-    f"frozen should hardly beat 'all background' ({all_background:.3f}): {final}")
-# Measured over seeds 0-3: after 150 steps, gaps of 0.056 to 0.104 in mean IoU and 0.25 to
-# 0.29 in loss. After the 48 steps of --quick neither model paints objects yet (both score
+# Measured over seeds 0-3: after 500 steps, gaps of 0.110 to 0.146 in mean IoU and 0.33 to
+# 0.41 in loss. After the 48 steps of --quick neither model paints objects yet (both score
 # "all background") but the loss gap is already 0.13 to 0.29: there the loss carries the
 # check, and the mean IoU must merely not be worse.
-assert gap >= (0.0 if lesson.quick else 0.03), f"learned should beat frozen: {gap:.3f}"
+loss_gap = final["frozen at bilinear"]["loss"] - final["learned"]["loss"]
+assert loss_gap > (0.1 if lesson.quick else 0.2), f"learned should fit better: {final}"
+assert gap >= (0.0 if lesson.quick else 0.06), f"learned should beat frozen: {gap:.3f}"
 
 
 def save_curves_figure(path):

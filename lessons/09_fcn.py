@@ -10,13 +10,15 @@ What this lesson teaches:
   could draw at best, against stride 16 and stride 8;
 - skip connections: FCN-16s adds class scores computed from pool4 (stride 16), FCN-8s also
   from pool3 (stride 8), each before a smaller final up-sampling;
-- the three trained with the same budget: pixel accuracy and mean IoU beside the paper's
-  ordering, and how the skips restore edges, measured by a boundary F-score and the
-  (class-blind) object IoU;
+- the three trained in stages, as Long et al. trained theirs: FCN-32s first, FCN-16s
+  started from it (FCN.from_coarser, the new skip's score layer zero), FCN-8s from
+  FCN-16s; pixel accuracy and mean IoU beside the paper's ordering, and how the skips
+  restore edges, measured by a boundary F-score and the (class-blind) object IoU;
 - blobs and fragments: connected regions counted per predicted mask, against the truth
   (a vectorised connected-components helper written here).
 
-New since lesson 08: whole segmenters trained and compared; measures of edges and regions.
+New since lesson 08: whole segmenters trained in stages and compared; measures of edges
+and regions.
 
 Run: python lessons/09_fcn.py [--quick] [--out DIR] [--device gpu]
 """
@@ -39,15 +41,17 @@ from minifcn import course, nn
 from minifcn.data import IGNORE_INDEX, PALETTE, DataLoader, Shapes, colorize, label_boundary
 from minifcn.functional import softmax
 from minifcn.metrics import ConfusionMatrix
-from minifcn.models import build_model, summary
+from minifcn.models import FCN, build_model, summary
 from minifcn.optim import Adam, make_scheduler
 
 lesson = course.start(__doc__, exercises=["skip", "capstone"])
 VARIANTS = ("fcn32s", "fcn16s", "fcn8s")
+SEED = 0
 SIZE, BATCH, LR = 64, 8, 3e-3
 WIDTHS = (4, 8, 16, 16, 32) if lesson.quick else (8, 16, 32, 32, 64)
-STEPS = 120 if lesson.quick else 300
-TRAIN_IMAGES = 480 if lesson.quick else 1000
+# Training steps of each stage; each stage goes on from the one before (section 3).
+STAGES = dict(zip(VARIANTS, (60, 60, 120) if lesson.quick else (200, 200, 800), strict=True))
+TRAIN_IMAGES = 480 if lesson.quick else 2000
 VAL_IMAGES = 48 if lesson.quick else 200
 C = Shapes.num_classes
 BACKGROUND = 0
@@ -58,11 +62,11 @@ def on_device(array, dtype=np.float32):
 
 
 def build(name):
-    """An FCN with every up-sampling fixed to bilinear interpolation (see section 3).
-    Built after the same seed, the three variants start from the same encoder weights."""
-    minifcn.manual_seed(0)
+    """An FCN with learned up-sampling layers, initialised to bilinear interpolation
+    (lesson 07), and no dropout: a short training has nothing to over-fit yet."""
+    minifcn.manual_seed(SEED)
     return build_model(name, C, widths=WIDTHS, head_channels=WIDTHS[-1], dropout=0.0,
-                       upsample="bilinear", device=lesson.device)
+                       device=lesson.device)
 
 
 # %% [markdown]
@@ -89,6 +93,7 @@ assert rows["score_fr"].output_shape == (1, C, coarse, coarse), "a 2x2 map of cl
 assert rows["score_fr"].geometry.jump == 32, "FCN-32s scores on a stride-32 grid"
 assert rows["score_fr"].geometry.rf > SIZE, "each score sees more than the whole image"
 assert table.output.output_shape == (1, C, SIZE, SIZE), "one x32 step back to every pixel"
+assert rows["upscore32"].kind == "ConvTranspose2d", "a learned x32 layer (lesson 07)"
 
 fcn32s.eval()
 wide = fcn32s(on_device(np.zeros((1, 3, 96, 160))))
@@ -153,43 +158,49 @@ lesson.say(f"""
 
 
 # %% [markdown]
-# ## 3. Three FCNs, the same budget
+# ## 3. Three FCNs trained in stages
 #
-# FCN-32s, FCN-16s and FCN-8s, trained side by side on the same batches, compared with each
-# other and with the paper.
+# FCN-32s first, then FCN-16s started from it, then FCN-8s from FCN-16s, as Long et al.
+# trained theirs; compared with each other and with the paper.
 
 # %%
-lesson.heading("3. Three FCNs, the same budget")
+lesson.heading("3. Three FCNs trained in stages")
 
-train_set = Shapes(TRAIN_IMAGES, image_size=SIZE, seed=0, split="train")
+train_set = Shapes(TRAIN_IMAGES, image_size=SIZE, seed=SEED, split="train")
 criterion = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX, device=lesson.device)
-models = {name: build(name) for name in VARIANTS}
-optimizers = {name: Adam(model.parameters(), lr=LR) for name, model in models.items()}
-schedules = {name: make_scheduler("cosine", opt, STEPS) for name, opt in optimizers.items()}
-loader = DataLoader(train_set, BATCH, shuffle=True, drop_last=True, seed=0, hflip=True,
+loader = DataLoader(train_set, BATCH, shuffle=True, drop_last=True, seed=SEED, hflip=True,
                     device=lesson.device)
 
 
-def training_step(name, images, masks):
-    model = models[name]
-    criterion(model(images), masks)
-    model.zero_grad()
-    model.backward(criterion.backward())
-    optimizers[name].step()
-    schedules[name].step()
+def train(model, steps):
+    """``steps`` steps of Adam with a cosine schedule, in place; returns the seconds."""
+    optimizer = Adam(model.parameters(), lr=LR)
+    schedule = make_scheduler("cosine", optimizer, steps)
+    model.train()
+    started, step = time.perf_counter(), 0
+    while step < steps:
+        for images, masks in loader:
+            criterion(model(images), masks)
+            model.zero_grad()
+            model.backward(criterion.backward())
+            optimizer.step()
+            schedule.step()
+            step += 1
+            if step == steps:
+                break
+    return time.perf_counter() - started
 
 
-# The three take turns on each batch: the same images in the same order for all.
-started = time.perf_counter()
-step = 0
-while step < STEPS:
-    for images, masks in loader:
-        for name in VARIANTS:
-            training_step(name, images, masks)
-        step += 1
-        if step == STEPS:
-            break
-training_seconds = time.perf_counter() - started
+# Stage 1 trains FCN-32s from scratch. Each later stage builds the next finer FCN from the
+# trained one before it (FCN.from_coarser: every shared layer copied, the new skip's score
+# layer set to zero, so the skip adds nothing at first) and trains it further. The parent
+# is left as it was: the three models below are the three stages' results.
+models = {"fcn32s": build("fcn32s")}
+seconds = {"fcn32s": train(models["fcn32s"], STAGES["fcn32s"])}
+for coarser, finer in zip(VARIANTS[:-1], VARIANTS[1:], strict=True):
+    models[finer] = FCN.from_coarser(models[coarser])
+    seconds[finer] = train(models[finer], STAGES[finer])
+total_steps = dict(zip(VARIANTS, np.cumsum(list(STAGES.values())).tolist(), strict=True))
 
 
 def probabilities(model, images, batch=50):
@@ -203,11 +214,16 @@ val_images = on_device(val_set.images)
 predictions = {name: probabilities(model, val_images).argmax(axis=1)
                for name, model in models.items()}
 results = {name: scores(p) for name, p in predictions.items()}
+host_predictions = {name: minifcn.to_numpy(p) for name, p in predictions.items()}
 
 # The Long et al. (2015) figures: PASCAL VOC 2011 validation subset, their Table 2.
 PAPER = {"fcn32s": (89.1, 59.4), "fcn16s": (90.0, 62.4), "fcn8s": (90.3, 62.7)}
-print(f"  {STEPS} steps of {BATCH} images, Adam lr {LR:g} with a cosine schedule, widths "
-      f"{WIDTHS}: {training_seconds:.1f} s for the three")
+print(f"  batches of {BATCH}, Adam lr {LR:g} with a cosine schedule per stage, widths "
+      f"{WIDTHS}")
+for name in VARIANTS:
+    start = "from scratch" if name == "fcn32s" else f"from the {VARIANTS[VARIANTS.index(name) - 1]}"
+    print(f"  {name}: {STAGES[name]:>4} steps {start:<16} ({total_steps[name]:>4} in all), "
+          f"{seconds[name]:5.1f} s")
 print(f"  {'':<8}{'this run':>20}{'IoU per class':>30}{'Long et al., VOC':>33}")
 print(f"  {'model':<8}{'pixel acc':>10}{'mean IoU':>10}   "
       + "".join(f"{name[:8]:>9}" for name in val_set.classes)
@@ -219,27 +235,34 @@ for name, r in results.items():
 print()
 iou = {name: r["mean_iou"] for name, r in results.items()}
 accuracy = {name: r["pixel_acc"] for name, r in results.items()}
-margin = 0.03 if lesson.quick else 0.15
-assert iou["fcn32s"] + margin < min(iou["fcn16s"], iou["fcn8s"]), f"skips must help: {iou}"
-assert accuracy["fcn32s"] < min(accuracy["fcn16s"], accuracy["fcn8s"]), accuracy
+# Over seeds 0-3 FCN-16s beat FCN-32s by 0.077 to 0.145 and FCN-8s beat FCN-16s by 0.31 to
+# 0.41; the quick run's short stages leave FCN-32s answering "background" everywhere.
+margins = (0.0, 0.03) if lesson.quick else (0.05, 0.15)
+assert iou["fcn32s"] + margins[0] < iou["fcn16s"], f"the pool4 skip must help: {iou}"
+assert iou["fcn16s"] + margins[1] < iou["fcn8s"], f"the pool3 skip and stage 3: {iou}"
+assert accuracy["fcn32s"] < accuracy["fcn16s"] < accuracy["fcn8s"], accuracy
 lesson.say(f"""
-    The three were built after the same seed (so their encoders start identical) and
-    trained side by side, one step each on every batch. Every up-sampling layer is fixed
-    bilinear interpolation (upsample="bilinear"): Long et al. fixed their final one too,
-    and here it leaves the skips as the only difference. FCN-32s reaches a mean IoU of
-    {iou['fcn32s']:.3f}: a x32 bilinear up-sampling of a 2 x 2 grid cannot draw these
-    objects, as section 2 predicted and as the seed text warns (bilinear interpolation
-    works reasonably up to x4 or x8, not x32). The skips change everything: FCN-16s
-    {iou['fcn16s']:.3f}, FCN-8s {iou['fcn8s']:.3f}.
+    Long et al. did not train FCN-16s and FCN-8s from scratch. They trained FCN-32s first,
+    then built FCN-16s on top of it: every layer the two share copied, and the new layer
+    (score_pool4, the class scores read from pool4) set to zero, so that the skip adds
+    nothing at first and FCN-16s starts where FCN-32s ended. Then FCN-8s from FCN-16s the
+    same way. minifcn's FCN.from_coarser does that step; above, FCN-32s trained
+    {STAGES['fcn32s']} steps from scratch, FCN-16s {STAGES['fcn16s']} more and FCN-8s
+    {STAGES['fcn8s']} more. Every up-sampling layer is a transposed convolution
+    initialised to bilinear interpolation and then learned (lesson 07; Long et al. kept
+    their final one fixed, but their stride-32 grid on PASCAL images is some 16 x 16
+    cells, where ours is 2 x 2).
 
-    The paper's ordering, 32s < 16s < 8s, holds here for FCN-32s against both, by a wide
-    margin. Between FCN-16s and FCN-8s the gap in mean IoU is small after only {STEPS}
-    steps, small enough that changing the seed can reverse it, so this lesson does not
-    assert it; section 5 shows where FCN-8s is reliably better. Longer training separates
-    them: the project's PyTorch calibration of these networks (180 s of training each)
-    measured 0.638 / 0.825 / 0.873. Long et al. report 59.4 / 62.4 / 62.7% on PASCAL VOC:
-    smaller gaps, since their images are large and their objects span many stride-32
-    cells.
+    Mean IoU: FCN-32s {iou['fcn32s']:.3f}, FCN-16s {iou['fcn16s']:.3f}, FCN-8s
+    {iou['fcn8s']:.3f}; the paper's ordering. Mind what is compared: each stage goes on
+    from the one before, so FCN-8s has had all {total_steps['fcn8s']} steps of training
+    and FCN-32s {STAGES['fcn32s']}; that was true in the paper too. Part of the gap no
+    training closes (section 2): interpolated from a stride-32 grid, even perfect coarse
+    scores reach {ceilings[32]:.3f} here, and a learned x32 layer paints from the same
+    four cells. (For scale: the default `minifcn train`, FCN-8s with twice these widths
+    trained for 8 epochs of 2000 toy images, reached 0.83 to 0.87 in the README's
+    measurements.) Long et al. report 59.4 / 62.4 / 62.7% on PASCAL VOC: smaller gaps,
+    since their images are large and their objects span many stride-32 cells.
 """)
 
 
@@ -256,60 +279,71 @@ model = models["fcn32s"]
 model.eval()
 features = model.encoder(val_images[:50])
 coarse_scores = model.score_fr(model.fc7(model.fc6(features.pooled[-1])))  # (N, C, 2, 2)
-coarse_object = 1.0 - minifcn.to_numpy(softmax(coarse_scores, dim=1))[:, BACKGROUND]
+assert tuple(coarse_scores.shape[1:]) == (C, coarse, coarse), "16 numbers per image"
+drawn_object = 1.0 - probabilities(model, val_images[:50])[:, BACKGROUND:BACKGROUND + 1]
+# What FCN-32s paints from those 16 numbers, summed up per 32 x 32 quadrant, beside the
+# true share of object pixels in the same quadrant.
+cell_object = minifcn.to_numpy(nn.AvgPool2d(32)(drawn_object))[:, 0]
 object_share = minifcn.to_numpy(nn.AvgPool2d(32)(
     on_device(raw_val.masks[:50, None] != BACKGROUND)))[:, 0]
-agreement = float(np.corrcoef(coarse_object.ravel(), object_share.ravel())[0, 1])
-cells = np.arange(len(coarse_object))
-by_confidence = coarse_object.reshape(len(cells), -1).argsort(axis=1)
+agreement = float(np.corrcoef(cell_object.ravel(), object_share.ravel())[0, 1])
+cells = np.arange(len(cell_object))
+by_confidence = cell_object.reshape(len(cells), -1).argsort(axis=1)
 shares = object_share.reshape(len(cells), -1)
 surest, least_sure = shares[cells, by_confidence[:, -1]], shares[cells, by_confidence[:, 0]]
-object_somewhere = float((coarse_object > 0.5).mean())
 objects_drawn = float((predictions["fcn32s"] > 0).mean())
-assert agreement > (0.3 if lesson.quick else 0.6), f"the coarse map knows where: r = {agreement}"
+true_objects = float((raw_val.masks > 0).mean())
+# r was 0.70 to 0.90 over seeds 0-3
+assert agreement > (0.1 if lesson.quick else 0.6), f"the coarse map knows where: r = {agreement}"
 assert surest.mean() > 1.5 * least_sure.mean(), "its surest cell should hold more objects"
-assert objects_drawn < 0.05, f"FCN-32s should draw (almost) no object: {objects_drawn:.1%}"
+assert objects_drawn < (1.0 if lesson.quick else 0.75) * true_objects, (
+    f"FCN-32s's blobs should cover less than the objects: {objects_drawn:.1%}")
 lesson.say(f"""
-    FCN-32s's whole opinion of an image is its {coarse} x {coarse} x {C} score map (the
-    output of score_fr, computed above by calling its layers in turn). Turned into the
-    probability of "some object" per cell, it does know roughly where things are: over
-    {len(cells)} validation images it correlates with the true share of object pixels in
-    each 32 x 32 quadrant at r = {agreement:.2f}; the quadrant it is surest about is
+    FCN-32s's whole opinion of an image is its {coarse} x {coarse} x {C} score map, the
+    output of score_fr (computed above by calling its layers in turn): 16 numbers, from
+    which the x32 layer paints all {SIZE * SIZE} pixels. Averaged over each 32 x 32
+    quadrant, the probability of "some object" it paints does know roughly where things
+    are: over {len(cells)} validation images it correlates with the true share of object
+    pixels in the quadrant at r = {agreement:.2f}; the quadrant it is surest about is
     {surest.mean():.0%} object on average, the one it is least sure about
     {least_sure.mean():.0%}. That is the seed text's network that knows "there is a person
-    somewhere in the bottom left" and not much more precisely. After x32 interpolation
-    that knowledge is a smooth bump (figure). "Some object" passes one half in
-    {object_somewhere:.0%} of the cells, but split among three shapes it rarely beats
-    background for any one of them: FCN-32s labels {objects_drawn:.1%} of the pixels as an
-    object, where the truth has {(raw_val.masks > 0).mean():.0%}.
+    somewhere in the bottom left" and not much more precisely. What it paints is a blob
+    near where the objects are, never their outlines (figure): FCN-32s labels
+    {objects_drawn:.0%} of the pixels as an object, where the truth has
+    {true_objects:.0%}; where it cannot tell which cells' objects end where, it says
+    background.
 """)
 
 
 def save_coarse_figure(path, indices=(0, 1, 2)):
-    """Image | P(object) on the 2x2 grid | the same after x32 interpolation | truth."""
+    """Image | P(object) per 32x32 cell | P(object) painted | prediction | truth."""
     drawn = minifcn.to_numpy(probabilities(model, val_images[list(indices)]))
-    fig, axes = plt.subplots(len(indices), 4, figsize=(12.5, 3.1 * len(indices)),
+    fig, axes = plt.subplots(len(indices), 5, figsize=(15, 3.1 * len(indices)),
                              layout="constrained")
     for row, index in enumerate(indices):
         ax = axes[row]
         ax[0].imshow(np.clip(val_set.images[index].transpose(1, 2, 0), 0, 1))
-        shown = ax[1].imshow(coarse_object[index], cmap="magma", vmin=0, vmax=1)
-        for (r, c), value in np.ndenumerate(coarse_object[index]):
+        shown = ax[1].imshow(cell_object[index], cmap="magma", vmin=0, vmax=1)
+        for (r, c), value in np.ndenumerate(cell_object[index]):
             ax[1].text(c, r, f"{value:.2f}", ha="center", va="center", color="cyan")
         ax[2].imshow(1.0 - drawn[row, BACKGROUND], cmap="magma", vmin=0, vmax=1)
-        ax[2].contour(raw_val.masks[index] != BACKGROUND, levels=[0.5], colors="cyan",
+        for a in ax[2:4]:
+            a.contour(raw_val.masks[index] != BACKGROUND, levels=[0.5], colors="cyan",
                       linewidths=0.8)
-        ax[3].imshow(colorize(val_set.masks[index], PALETTE), interpolation="nearest")
+        ax[3].imshow(colorize(host_predictions["fcn32s"][index], PALETTE),
+                     interpolation="nearest")
+        ax[4].imshow(colorize(val_set.masks[index], PALETTE), interpolation="nearest")
         for a in ax:
             a.set_xticks([])
             a.set_yticks([])
         if row == 0:
-            titles = ("image", f"P(some object) on the\n{coarse} x {coarse} score map",
-                      "after x32 bilinear\n(cyan: true outlines)", "ground truth")
+            titles = ("image", "P(some object) painted,\nmean per 32 x 32 quadrant",
+                      "P(some object) painted by\nthe x32 layer (cyan: truth)",
+                      "FCN-32s's answer\n(arg-max)", "ground truth")
             for a, title in zip(ax, titles, strict=True):
                 a.set_title(title, fontsize=10)
     fig.colorbar(shown, ax=axes, shrink=0.6, label="P(some object) = 1 - P(background)")
-    fig.suptitle("FCN-32s: where the coarse map thinks objects are")
+    fig.suptitle(f"FCN-32s: everything it says is painted from a {coarse} x {coarse} map")
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
@@ -362,7 +396,6 @@ def boundary_f_score(predicted, truth, tolerance=2):
 
 true_labels = raw_val.masks.astype(np.int64)
 objects_truth = np.where(val_set.masks == IGNORE_INDEX, IGNORE_INDEX, val_set.masks > 0)
-host_predictions = {name: minifcn.to_numpy(p) for name, p in predictions.items()}
 boundary = {name: boundary_f_score(p, true_labels) for name, p in host_predictions.items()}
 object_iou = {name: scores(lesson.asarray((p > 0).astype(np.int64)),
                           lesson.asarray(objects_truth.astype(np.int64)), 2)["per_class_iou"][1]
@@ -371,13 +404,14 @@ print(f"  {'model':<8}{'boundary F (2 px)':>19}{'object IoU':>12}")
 for name in VARIANTS:
     print(f"  {name:<8}{boundary[name]:19.3f}{object_iou[name]:12.3f}")
 print()
+gap = 0.0 if lesson.quick else 0.1  # the smallest step measured over seeds 0-3 was 0.2
 for measure, values in (("boundary F-score", boundary), ("object IoU", object_iou)):
-    assert values["fcn32s"] < values["fcn16s"] < values["fcn8s"], f"{measure}: {values}"
-where_gain = object_iou["fcn8s"] - object_iou["fcn16s"]
-which_gain = iou["fcn8s"] - iou["fcn16s"]
-assert where_gain > which_gain, "pool3 helps WHERE more than WHICH"
-pool3_rf = next(row.geometry.rf for row in summary(models["fcn8s"], (1, 3, SIZE, SIZE)).rows
-                if row.name == "score_pool3")
+    assert values["fcn32s"] + gap < values["fcn16s"], f"{measure}: {values}"
+    assert values["fcn16s"] + gap < values["fcn8s"], f"{measure}: {values}"
+where_gain = object_iou["fcn16s"] - object_iou["fcn32s"]
+which_gain = iou["fcn16s"] - iou["fcn32s"]
+# seeds 0-3: where_gain / which_gain from 2.3 to 5.6
+assert where_gain > (1.0 if lesson.quick else 1.5) * which_gain, "pool4 helps WHERE first"
 lesson.say(f"""
     Two measures of WHERE, blind to which shape is which. The boundary F-score compares
     the predicted outlines with the true ones: precision is the share of predicted edge
@@ -388,10 +422,11 @@ lesson.say(f"""
     {object_iou['fcn32s']:.3f} -> {object_iou['fcn16s']:.3f} -> {object_iou['fcn8s']:.3f}.
     pool4 and pool3 have seen the image at 16 and 8 px per cell, and their scores, added
     to the coarse ones, say where the outline runs; that is the FCN paper's "combining
-    what and where". What pool3 adds is mostly WHERE: FCN-8s gains {where_gain:+.3f} object
-    IoU over FCN-16s but {which_gain:+.3f} mean IoU, whose classes also ask WHICH shape.
-    A pool3 score sees {pool3_rf:g} px of the image, less than the largest objects, so it
-    can place an edge but not always name the shape behind it.
+    what and where". What the pool4 skip brings first is WHERE: FCN-16s gains
+    {where_gain:+.3f} object IoU over FCN-32s but {which_gain:+.3f} mean IoU, whose classes
+    also ask WHICH shape. It knows where the objects are before it knows what they are
+    (in the figure below, FCN-16s's blobs sit on the objects, often in the wrong colour).
+    FCN-8s, with pool3 and the longest training, gets both.
 """)
 
 
@@ -453,23 +488,27 @@ for name, (count, fragments) in regions.items():
     print(f"  {name:<14}{count:16.2f}{fragments:11.2f}")
 print()
 true_count, true_fragments = regions["ground truth"]
-assert regions["fcn32s"][0] < 0.5 * true_count, f"FCN-32s draws no shapes: {regions}"
-assert regions["fcn8s"][0] > true_count + (0.0 if lesson.quick else 0.5), (
-    f"FCN-8s over-segments: {regions}")
-assert regions["fcn8s"][1] > 2 * true_fragments, f"FCN-8s leaves fragments: {regions}"
+assert regions["fcn16s"][1] > 3 * true_fragments, f"FCN-16s's blobs fall apart: {regions}"
+if not lesson.quick:  # after the quick run's short stages FCN-8s is still a patchwork too
+    excess = {name: abs(regions[name][0] - true_count) for name in VARIANTS}
+    assert excess["fcn8s"] < min(excess["fcn32s"], excess["fcn16s"]), f"FCN-8s closest {regions}"
+    assert regions["fcn32s"][1] > 3 * true_fragments, f"FCN-32s's blobs fall apart: {regions}"
+    assert regions["fcn8s"][1] < min(regions["fcn32s"][1], regions["fcn16s"][1]), regions
 lesson.say(f"""
     Count the connected regions of object labels in each mask (label_regions, above, a
     connected-components labelling in a handful of vectorised rounds). The true masks hold
     {true_count:.2f} object regions per image ({raw_val.num_objects.mean():.2f} objects: a
     few touch and merge), {true_fragments:.2f} of them smaller than 30 px (corners of
-    hidden objects). FCN-32s finds {regions['fcn32s'][0]:.2f}: its coarse bumps rarely rise
-    above the background. FCN-8s errs the other way: {regions['fcn8s'][0]:.2f} regions,
-    {regions['fcn8s'][1]:.2f} of them fragments, specks where its fine pool3 scores outvote
-    the coarse ones for a few pixels (FCN-16s: {regions['fcn16s'][0]:.2f} and
-    {regions['fcn16s'][1]:.2f}). The seed text lists both among the costs of sub-sampling:
-    coarse, blobby masks with lost edges, and over-segmentation. Skips trade the first for
-    a little of the second; longer training, and smoothing the prediction (e.g. a CRF, as
-    later work did), reduce it.
+    hidden objects). FCN-32s finds {regions['fcn32s'][0]:.2f} regions per image,
+    {regions['fcn32s'][1]:.2f} of them fragments, and FCN-16s {regions['fcn16s'][0]:.2f}
+    and {regions['fcn16s'][1]:.2f}: their blobs sit where the objects are but fall apart
+    into patches of different shape classes, since they know where better than which
+    (section 5), and each patch counts as a region. FCN-8s comes closest to the truth:
+    {regions['fcn8s'][0]:.2f} regions, {regions['fcn8s'][1]:.2f} of them fragments, specks
+    where its fine pool3 scores outvote the coarse ones for a few pixels. The seed text
+    lists both among the costs of sub-sampling: coarse, blobby masks with lost edges, and
+    over-segmentation. Skips and training reduce both; smoothing the prediction (e.g. a
+    CRF, as later work did) takes the remaining specks.
 """)
 
 
@@ -493,7 +532,8 @@ def save_predictions_figure(path, count=4):
                 ax.set_title(title, fontsize=9)
     handles = [plt.Rectangle((0, 0), 1, 1, color=PALETTE[i] / 255.0) for i in range(C)]
     fig.legend(handles, val_set.classes, loc="lower center", ncol=C, frameon=False)
-    fig.suptitle(f"FCN-32s, -16s, -8s after {STEPS} steps each (validation images)")
+    fig.suptitle(f"FCN-32s, -16s, -8s trained in stages of {STAGES['fcn32s']}, "
+                 f"+{STAGES['fcn16s']} and +{STAGES['fcn8s']} steps (validation images)")
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)

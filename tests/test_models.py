@@ -7,7 +7,7 @@ import pytest
 
 from minifcn import backend, nn
 from minifcn.gradcheck import gradcheck_module
-from minifcn.models import MODELS, build_model, summary
+from minifcn.models import FCN, MODELS, build_model, summary
 from minifcn.models.common import transposed_padding
 from minifcn.models.geometry import Geometry, chain_geometry, crop_offset
 
@@ -214,3 +214,59 @@ def test_model_moves_to_the_stand_in_and_gives_the_same_logits(rng):
         y = model(strict_cupy.asarray(x))
         assert isinstance(y, strict_cupy.ndarray)
         np.testing.assert_allclose(y.get(), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "transposed"])
+def test_a_finer_fcn_starts_from_its_coarser_parent(bk, mode, rng):
+    """FCN.from_coarser, Long et al.'s staged training: shared layers copied, the new skip's
+    score layer zero, so the finer net's scores start as the parent's coarse scores."""
+
+    def check_copied(child, elder):
+        assert child.device == elder.device and child.upsample == mode
+        assert not child.training, "in the parent's mode"
+        child_state, elder_state = child.state_dict(), elder.state_dict()
+        final = f"upscore{elder.variant[:-1]}."
+        shared = [k for k in elder_state if k in child_state and not k.startswith(final)]
+        assert "encoder.stage1.1.running_mean" in shared and "score_fr.weight" in shared
+        assert child.variant == "16s" or "score_pool4.weight" in shared
+        for key in shared:
+            np.testing.assert_array_equal(bk.numpy(child_state[key]),
+                                          bk.numpy(elder_state[key]), err_msg=key)
+
+    def as_if_trained(model):  # nothing left at its initial value
+        for _, param in model.named_parameters():
+            param.data = bk.asarray(rng.standard_normal(param.data.shape))
+
+    parent = tiny_model("fcn32s", upsample=mode).to(bk.device)
+    as_if_trained(parent)
+    parent.eval()
+    x = bk.asarray(rng.standard_normal((2, 3, 64, 96)))
+    before = {k: bk.numpy(v).copy() for k, v in parent.state_dict().items()}
+    fcn16s = FCN.from_coarser(parent)
+    assert fcn16s.variant == "16s" and not bk.numpy(fcn16s.score_pool4.weight.data).any()
+    check_copied(fcn16s, parent)
+    coarse = parent.score_fr(parent.fc7(parent.fc6(parent.encoder(x).pooled[4])))
+    np.testing.assert_allclose(bk.numpy(fcn16s(x)),
+                               bk.numpy(fcn16s.upscore16(fcn16s.upscore2(coarse))),
+                               rtol=1e-12, atol=1e-12)
+    as_if_trained(fcn16s)
+    fcn8s = FCN.from_coarser(fcn16s)
+    assert fcn8s.variant == "8s" and not bk.numpy(fcn8s.score_pool3.weight.data).any()
+    check_copied(fcn8s, fcn16s)
+
+    fcn8s.train()
+    fcn8s.zero_grad()
+    fcn8s.backward(bk.asarray(rng.standard_normal(tuple(fcn8s(x).shape))))
+    assert bk.numpy(fcn8s.score_pool3.weight.grad).any(), "a zero layer still learns"
+    after = {k: bk.numpy(v) for k, v in parent.state_dict().items()}
+    assert all(np.array_equal(after[k], before[k]) for k in before), "the parent is unchanged"
+
+
+def test_from_coarser_refuses_what_is_not_finer():
+    fcn16s = tiny_model("fcn16s")
+    with pytest.raises(ValueError, match="finer than the parent's '16s'.*'8s'.*got '32s'"):
+        FCN.from_coarser(fcn16s, "32s")
+    with pytest.raises(ValueError, match="FCN-8s is the finest"):
+        FCN.from_coarser(tiny_model("fcn8s"))
+    with pytest.raises(TypeError, match="expected a minifcn FCN, got UNet"):
+        FCN.from_coarser(tiny_model("unet"))

@@ -6,6 +6,7 @@ classifier on the same encoder that FCN-32s/16s/8s can start from.
     net = build_model("classifier", num_classes=3)      # 96 x 96 images -> (N, 3) scores
     dense = convolutionalize(net)                       # any size -> a map of class scores
     fcn = FCN.from_classifier(net, num_classes=4, variant="8s")
+    fcn16s = FCN.from_coarser(build_model("fcn32s"))   # staged training: 32s -> 16s -> 8s
 """
 
 from __future__ import annotations

@@ -53,6 +53,9 @@ class FCN(nn.Module):
         if variant not in VARIANTS:
             raise ValueError(f"FCN: variant must be one of {list(VARIANTS)}, got {variant!r}")
         self.variant, self.num_classes, self.in_channels = variant, num_classes, in_channels
+        # kept so that from_coarser can build a finer twin with the same settings
+        self.head_channels, self.dropout = head_channels, dropout
+        self.upsample, self.transposed_kernel = upsample, transposed_kernel
         C = num_classes
         self.encoder = Encoder(in_channels, widths)
         self.fc6 = nn.Sequential(nn.Conv2d(widths[-1], head_channels, 3, padding=1,
@@ -111,6 +114,48 @@ class FCN(nn.Module):
         fcn = cls(num_classes, variant, **settings)
         transfer_to_fcn(classifier, fcn, keep_scores=keep_scores)
         return fcn
+
+    @classmethod
+    def from_coarser(cls, coarser: FCN, variant: str | None = None) -> FCN:
+        """A finer FCN started from a trained coarser one, as Long et al. trained theirs in
+        stages: FCN-16s from FCN-32s, FCN-8s from FCN-16s (``variant`` defaults to the next
+        finer one). Every layer the two share (encoder, fc6, fc7, score_fr and, from
+        FCN-16s, upscore2) is copied; the new skip's score layer (score_pool4 or
+        score_pool3) is zero-initialised, so the skip adds nothing at first: the finer net
+        starts from its parent's coarse scores, up-sampled in smaller steps (with bilinear
+        up-sampling, the parent's prediction slightly smoothed). The final up-sampling
+        layer is not copied (its scale differs); a learned one starts bilinear. Built with
+        the parent's settings, device and dtype; the parent is not changed.
+
+        Shapes as :class:`FCN`. ``ValueError`` when ``variant`` is not finer than the parent's.
+        """
+        if not isinstance(coarser, FCN):
+            raise TypeError(f"FCN.from_coarser: expected a minifcn FCN, got "
+                            f"{type(coarser).__name__}")
+        finer_variants = [v for v in VARIANTS if VARIANTS[v] < VARIANTS[coarser.variant]]
+        if not finer_variants:
+            raise ValueError(f"FCN.from_coarser: FCN-{coarser.variant} is the finest FCN; "
+                             f"start FCN-16s or FCN-8s from FCN-32s or FCN-16s")
+        variant = finer_variants[0] if variant is None else variant
+        if variant not in finer_variants:
+            raise ValueError(f"FCN.from_coarser: variant must be finer than the parent's "
+                             f"{coarser.variant!r} (one of {finer_variants}), got {variant!r}")
+        finer = cls(coarser.num_classes, variant, in_channels=coarser.in_channels,
+                    widths=coarser.encoder.widths, head_channels=coarser.head_channels,
+                    dropout=coarser.dropout, upsample=coarser.upsample,
+                    transposed_kernel=coarser.transposed_kernel, device=coarser.device,
+                    dtype=next(iter(coarser.parameters())).dtype)
+        final = {f"upscore{scale}." for scale in VARIANTS.values()}
+        own = finer.state_dict()
+        shared = {key: value for key, value in coarser.state_dict().items()
+                  if key in own and not any(key.startswith(prefix) for prefix in final)}
+        finer.load_state_dict(shared, strict=False)
+        for name in ("score_pool4", "score_pool3"):
+            if hasattr(finer, name) and not hasattr(coarser, name):
+                for param in getattr(finer, name).parameters():
+                    param.data[...] = 0.0
+        finer.train(coarser.training)
+        return finer
 
     @property
     def final_upsampler(self) -> nn.Module:

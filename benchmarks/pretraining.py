@@ -116,7 +116,8 @@ def _report(results, args, classifier, pretrain_row, pretrain_seconds) -> list[s
     widths = ("the models' defaults" if args.widths is None else
               f"encoder {tuple(args.widths)}, fc6 and fc7 {args.widths[-1]}")
     lines = [
-        f"# {args.model} from a pre-trained classifier against from scratch, few masks",
+        f"# {args.model} from a pre-trained classifier against from scratch, "
+        f"{args.train_size} masks",
         "",
         f"`python benchmarks/pretraining.py {' '.join(sys.argv[1:])}`".replace(" `", "`"),
         f"({datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC)",

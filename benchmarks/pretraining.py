@@ -6,8 +6,8 @@
         --epochs 1 --val-size 16 --seeds 0          # a smoke run
 
 Long et al.'s recipe at toy scale: first ``minifcn pretrain`` (a classifier naming the
-shape that covers the most pixels of 96 x 96 images, :class:`minifcn.data.ShapeLabels`,
-images the segmenter never sees), then, for each seed, FCN-8s trained on only
+shape in 96 x 96 images of one shape each, :class:`minifcn.data.ShapeLabels`, images the
+segmenter never sees), then, for each seed, FCN-8s trained on only
 ``--train-size`` labelled masks twice with the same budget, data and seed: once from
 scratch, once started from the converted classifier (``minifcn train --init-from``).
 Reports the last epoch's validation mean IoU of each, their mean over the seeds and the
@@ -36,10 +36,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--classifier", default=None, metavar="CKPT",
                         help="a classifier checkpoint to start from (default: pretrain one)")
-    parser.add_argument("--pretrain-epochs", type=int, default=4)
-    parser.add_argument("--pretrain-size", type=int, default=4000)
-    parser.add_argument("--pretrain-val-size", type=int, default=300)
-    parser.add_argument("--pretrain-lr", type=float, default=1e-3)
+    # minifcn pretrain's own defaults unless told otherwise
+    parser.add_argument("--pretrain-epochs", type=int, default=pre.epochs)
+    parser.add_argument("--pretrain-size", type=int, default=pre.train_size)
+    parser.add_argument("--pretrain-val-size", type=int, default=pre.val_size)
+    parser.add_argument("--pretrain-lr", type=float, default=pre.lr)
     parser.add_argument("--model", default="fcn8s", choices=["fcn8s", "fcn16s", "fcn32s"])
     parser.add_argument("--train-size", type=int, default=200)
     parser.add_argument("--val-size", type=int, default=300)
@@ -49,6 +50,8 @@ def main(argv=None) -> int:
                         help="encoder widths of the classifier and the FCNs, e.g. 8 16 32 32 "
                              "64 (fc6/fc7 then as wide as the last; default: the models' own)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    parser.add_argument("--report", default="pretraining.md",
+                        help="file name of the table written in --out")
     parser.add_argument("--runs", default=str(REPO / "runs" / "pretraining"))
     args = parser.parse_args(argv)
     options = ({} if args.widths is None else
@@ -88,7 +91,7 @@ def main(argv=None) -> int:
     lines = _report(results, args, classifier, pretrain_row, pretrain_seconds)
     print("\n".join(lines))
     os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, "pretraining.md")
+    path = os.path.join(args.out, args.report)
     with open(f"{path}.tmp", "w") as f:
         f.write("\n".join(lines) + "\n")
     os.replace(f"{path}.tmp", path)
@@ -113,7 +116,8 @@ def _report(results, args, classifier, pretrain_row, pretrain_seconds) -> list[s
     widths = ("the models' defaults" if args.widths is None else
               f"encoder {tuple(args.widths)}, fc6 and fc7 {args.widths[-1]}")
     lines = [
-        f"# {args.model} from a pre-trained classifier against from scratch, few masks",
+        f"# {args.model} from a pre-trained classifier against from scratch, "
+        f"{args.train_size} masks",
         "",
         f"`python benchmarks/pretraining.py {' '.join(sys.argv[1:])}`".replace(" `", "`"),
         f"({datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC)",
@@ -142,9 +146,15 @@ def _report(results, args, classifier, pretrain_row, pretrain_seconds) -> list[s
                      f"{difference:+.3f} | {t_scratch:.0f} / {t_started:.0f} |")
     scratch_mean = statistics.mean(results[s, "scratch"][0]["mean_iou"] for s in args.seeds)
     started_mean = statistics.mean(results[s, "classifier"][0]["mean_iou"] for s in args.seeds)
-    spread = statistics.stdev(differences) if len(differences) > 1 else float("nan")
-    lines.append(f"| mean | {scratch_mean:.3f} | {started_mean:.3f} | "
-                 f"{started_mean - scratch_mean:+.3f} (sd {spread:.3f}) | |")
+    def sd(values):
+        values = list(values)
+        return statistics.stdev(values) if len(values) > 1 else float("nan")
+
+    scratch_sd = sd(results[s, "scratch"][0]["mean_iou"] for s in args.seeds)
+    started_sd = sd(results[s, "classifier"][0]["mean_iou"] for s in args.seeds)
+    lines.append(f"| mean (sd) | {scratch_mean:.3f} ({scratch_sd:.3f}) | {started_mean:.3f} "
+                 f"({started_sd:.3f}) | {started_mean - scratch_mean:+.3f} "
+                 f"({sd(differences):.3f}) | |")
     better = sum(d > 0 for d in differences)
     lines += ["", f"The converted classifier was ahead in {better} of {len(differences)} "
                   f"seeds."]

@@ -148,7 +148,7 @@ def _parser() -> argparse.ArgumentParser:
     pretrain = commands.add_parser(
         "pretrain", help="train the image classifier an FCN can start from",
         description="Train the classifier (the segmenters' encoder, fc6, fc7, class scores) "
-                    "to name the shape covering the most pixels of 96 x 96 toy images; "
+                    "to name the shape in 96 x 96 toy images (one shape each, 12 to 40 px); "
                     "then: minifcn train --init-from OUT/best.npz")
     for flag, kind in (("--epochs", int), ("--batch-size", int), ("--lr", float),
                        ("--weight-decay", float), ("--image-size", int),

@@ -10,7 +10,8 @@ from minifcn.data import DataLoader, ShapeLabels, Shapes
 
 @pytest.fixture(scope="module")
 def labels300():
-    return ShapeLabels(300, image_size=64, seed=5)
+    """The harder task: up to 4 objects of 64 x 64 Shapes sizes, the largest shape wins."""
+    return ShapeLabels(300, image_size=64, seed=5, max_objects=4, object_scale=1.0)
 
 
 def test_images_and_labels(labels300):
@@ -66,15 +67,30 @@ def test_splits_share_no_images_with_each_other_or_with_the_segmentation_data():
 
 
 def test_classes_are_roughly_balanced():
-    """Squares (area 4 s^2) beat circles (pi s^2) and triangles a little more often; no
-    class falls below a quarter of the images."""
+    """One object per image (the default): each class a third of the images, within 3
+    standard deviations of 2000 draws. With up to 4 objects, squares (area 4 s^2) beat
+    circles (pi s^2) and triangles a little more often; no class falls below a quarter."""
     balance = ShapeLabels(2000, image_size=48, seed=0).class_balance()
     assert balance.sum() == pytest.approx(1.0)
+    assert np.abs(balance - 1 / 3).max() < 3 * np.sqrt(2 / 9 / 2000), balance
+    balance = ShapeLabels(2000, image_size=48, seed=0, max_objects=4).class_balance()
     assert balance.min() > 0.25 and balance.max() < 0.42, balance
 
 
+def test_one_object_of_twice_the_64_px_sizes_by_default():
+    """The default task the classifier learns: one shape per image, its size 12 to 40 px at
+    96 x 96 (object_scale image_size / 48), the label that shape's class."""
+    ds = ShapeLabels(200, seed=1)
+    assert (ds.shapes.num_objects == 1).all()
+    np.testing.assert_array_equal(ds.labels, ds.shapes.objects.classes[:, 0] - 1)
+    sizes = ds.shapes.objects.sizes[:, 0]
+    assert sizes.min() >= 12.0 and sizes.max() <= 40.0 and sizes.max() > 30.0
+    small = ShapeLabels(50, 48, seed=1).shapes.objects.sizes[:, 0]
+    assert small.min() >= 6.0 and small.max() <= 20.0, "scale 1 at 48 px"
+
+
 def test_object_scale_keeps_pixel_sizes_at_any_image_size():
-    small, large = Shapes(50, 64, seed=1), ShapeLabels(50, 96, seed=1)
+    small, large = Shapes(50, 64, seed=1), ShapeLabels(50, 96, seed=1, object_scale=1.0)
     assert large.shapes.objects.sizes.max() <= 20.0
     scaled = Shapes(50, 96, seed=1)
     assert scaled.objects.sizes.max() > 20.0, "by default sizes grow with the image"

@@ -56,13 +56,18 @@ class Classifier(nn.Module):
             into FCN's fc6 exactly.
         in_channels, widths: as the segmenters' :class:`~minifcn.models.common.Encoder`.
         head_channels: features of fc6 and fc7 (FCN's ``head_channels``).
-        dropout: drop probability after fc6 and fc7.
+        dropout: drop probability after fc6 and fc7. 0 by default: on the toy task
+            (:class:`~minifcn.data.ShapeLabels`) the PyTorch twin of this classifier
+            (Adam lr 3e-4, 5 epochs of 1000 images) reached 86% validation accuracy
+            without dropout and 42% with 0.5 (always naming the commonest class: 36%).
+            The Dropout layers stay, so that the names match FCN's fc6 and fc7 (Conv2d,
+            ReLU, Dropout).
 
     Shapes: x (N, in_channels, image_size, image_size) -> scores (N, C).
     """
 
     def __init__(self, num_classes: int = 3, image_size: int = 96, in_channels: int = 3,
-                 widths=DEFAULT_WIDTHS, head_channels: int = 128, dropout: float = 0.5,
+                 widths=DEFAULT_WIDTHS, head_channels: int = 128, dropout: float = 0.0,
                  device: str | None = None, dtype=None):
         super().__init__()
         self.encoder = Encoder(in_channels, widths)
@@ -215,7 +220,7 @@ def transfer_to_fcn(model: Classifier, fcn, keep_scores: bool = False):
     in place, as Long et al. did: the encoder, fc6 and fc7 of the convolutionalized
     classifier are copied (same keys, same shapes); the class score layer keeps ``fcn``'s
     fresh initialisation unless ``keep_scores`` (which needs the same classes), because a
-    classifier's classes (here: which shape covers the most pixels) are not the
+    classifier's classes (here: which shape an image shows) are not the
     segmenter's (background, circle, square, triangle). The skip and up-sampling layers
     keep theirs too. Returns the list of keys copied.
 

@@ -45,6 +45,10 @@ def main(argv=None) -> int:
     parser.add_argument("--train-size", type=int, default=200)
     parser.add_argument("--val-size", type=int, default=300)
     parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="the segmenter's batch size (default: the model's own recipe)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="the segmenter's learning rate (default: the model's own recipe)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--widths", type=int, nargs=5, default=None, metavar="W",
                         help="encoder widths of the classifier and the FCNs, e.g. 8 16 32 32 "
@@ -80,6 +84,7 @@ def main(argv=None) -> int:
     for seed in args.seeds:
         for start in ("scratch", "classifier"):
             config = TrainConfig(model=args.model, epochs=args.epochs,
+                                 batch_size=args.batch_size, lr=args.lr,
                                  train_size=args.train_size, val_size=args.val_size,
                                  seed=seed, out=os.path.join(args.runs, f"{start}-{seed}"),
                                  model_options=dict(options),
@@ -103,7 +108,9 @@ def _report(results, args, classifier, pretrain_row, pretrain_seconds) -> list[s
     import numpy
 
     import minifcn
+    from minifcn.train import TrainConfig
 
+    segmenter = TrainConfig(model=args.model, batch_size=args.batch_size, lr=args.lr)
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     if pretrain_seconds is not None:
         pretrained = (f"pre-trained here: {args.pretrain_epochs} epochs of "
@@ -129,7 +136,8 @@ def _report(results, args, classifier, pretrain_row, pretrain_seconds) -> list[s
         f"- Classifier: {pretrained}",
         f"- Widths: {widths}",
         f"- Segmenter: {args.epochs} epochs of {args.train_size} labelled masks (64x64), "
-        f"batch 16, Adam lr 3e-3, cosine schedule, random flips; validation mean IoU on "
+        f"batch {segmenter.batch_size}, Adam lr {segmenter.lr:g}, cosine schedule, random "
+        f"flips; validation mean IoU on "
         f"{args.val_size} images, last epoch. Both starts see the same data in the same "
         f"order (same seed).",
         "",

@@ -39,15 +39,16 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["fcn32s", "fcn16s", "fcn8s", "segnet",
                                                          "unet"], choices=list(MODELS))
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs for every model (default: each model's own recipe)")
     parser.add_argument("--train-size", type=int, default=defaults.train_size)
     parser.add_argument("--val-size", type=int, default=defaults.val_size)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     parser.add_argument("--runs", default=str(REPO / "runs" / "quality"))
     args = parser.parse_args(argv)
-    is_default = (args.epochs, args.train_size, args.val_size) == (
-        defaults.epochs, defaults.train_size, defaults.val_size)
+    is_default = args.epochs is None and (args.train_size, args.val_size) == (
+        defaults.train_size, defaults.val_size)
 
     results = {}
     for name in args.models:
@@ -86,14 +87,14 @@ def _report(results: dict, args, is_default: bool) -> list[str]:
         f"load average at the end {load}",
         f"- Python {platform.python_version()}, NumPy {numpy.__version__}, "
         f"minifcn {minifcn.__version__}",
-        f"- Recipe: {args.epochs} epochs of {args.train_size} images (64x64), Adam "
-        f"at each model's own batch size and learning rate (columns batch and lr; "
-        f"minifcn.train.recipe), cosine "
+        f"- Recipe: {args.train_size} images (64x64), Adam at each model's own epochs, "
+        f"batch size and learning rate (columns; minifcn.train.recipe"
+        f"{'' if args.epochs is None else f', but {args.epochs} epochs for all'}), cosine "
         f"schedule, random flips, seed {args.seed}; validation on {args.val_size} images",
         "",
-        "| model | batch | lr | mean IoU | pixel acc | mean acc | f.w. IoU | train time (s) "
-        "| bar |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| model | epochs | batch | lr | mean IoU | pixel acc | mean acc | f.w. IoU "
+        "| train time (s) | bar |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     from minifcn.train import recipe
 
@@ -103,7 +104,9 @@ def _report(results: dict, args, is_default: bool) -> list[str]:
             iou_bar, time_bar = DEFAULT_BAR
             met = last["mean_iou"] >= iou_bar and seconds <= time_bar
             bar = f">= {iou_bar} in <= {time_bar:.0f} s: {'met' if met else 'MISSED'}"
-        lines.append(f"| {name} | {recipe(name)['batch_size']} | {recipe(name)['lr']:g} | "
+        epochs = args.epochs or recipe(name)["epochs"]
+        lines.append(f"| {name} | {epochs} | {recipe(name)['batch_size']} | "
+                     f"{recipe(name)['lr']:g} | "
                      f"{last['mean_iou']:.3f} | "
                      f"{last['pixel_acc']:.3f} | "
                      f"{last['mean_acc']:.3f} | {last['fw_iou']:.3f} | {seconds:.0f} | {bar} |")

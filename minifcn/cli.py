@@ -76,12 +76,13 @@ def _parser() -> argparse.ArgumentParser:
         "change; any other option given with a value other than the checkpoint's is refused, "
         "as a PyTorch model refuses a state_dict of another architecture.")
     train.add_argument("--model", choices=list(MODELS),
-                       help=f"the architecture; each trains with its own recipe (see --batch-size "
-                            f"and --lr) "
+                       help=f"the architecture; each trains with its own recipe (see --epochs, "
+                            f"--batch-size and --lr) "
                             f"unless options say otherwise (default: {defaults.model})")
     train.add_argument("--epochs", type=int,
                        help=f"epochs in the whole run; a resumed run trains those after its "
-                            f"checkpoint's (default: {defaults.epochs}; with --resume, the "
+                            f"checkpoint's (default: the model's own: "
+                            f"{per_model('epochs')}; with --resume, the "
                             f"checkpoint's)")
     train.add_argument("--batch-size", type=int,
                        help=f"images per step (default: the model's own: "

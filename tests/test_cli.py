@@ -85,7 +85,8 @@ def test_help_is_plain_text_and_every_option_states_its_default(capsys, command)
         assert "default: fcn8s" in entries["--model"]
         from minifcn.models import MODELS
         from minifcn.train import recipe
-        for option, setting in (("--lr", "lr"), ("--batch-size", "batch_size")):
+        for option, setting in (("--lr", "lr"), ("--batch-size", "batch_size"),
+                                ("--epochs", "epochs")):
             assert "(default: the model's own: " in entries[option]
             for name in MODELS:  # each model's recipe, named beside its value
                 value = f"{recipe(name)[setting]:g} ("
@@ -165,8 +166,9 @@ def test_each_model_trains_with_its_own_recipe_unless_told_otherwise(capsys, tmp
     from minifcn.train import TrainConfig, recipe
 
     assert recipe("unet")["lr"] == 1e-3 and recipe("segnet")["lr"] == 3e-3
-    assert recipe("fcn8s") == {"lr": 3e-3, "batch_size": 8}
+    assert recipe("fcn8s") == {"epochs": 7, "lr": 3e-3, "batch_size": 8}
     assert TrainConfig().lr == 3e-3 and TrainConfig().batch_size == 8
+    assert TrainConfig().epochs == 7 and TrainConfig(model="fcn16s").epochs == 8
     assert TrainConfig(model="segnet").lr == 3e-3 and TrainConfig(model="unet").batch_size == 16
     assert TrainConfig(batch_size=4).batch_size == 4
     assert TrainConfig(model="unet", lr=5e-4).lr == 5e-4

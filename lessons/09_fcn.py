@@ -261,8 +261,9 @@ lesson.say(f"""
     scores reach {ceilings[32]:.3f} here, and a learned x32 layer paints from the same
     four cells. (For scale: the default `minifcn train`, FCN-8s with twice these widths
     trained for 7 epochs of 2000 toy images in batches of 8, reached 0.861 in the
-    README's measurement, and 0.886 with an eighth epoch.) Long et al. report 59.4 / 62.4 / 62.7% on PASCAL VOC: smaller gaps,
-    since their images are large and their objects span many stride-32 cells.
+    README's measurement, and 0.886 with an eighth epoch.) Long et al. report 59.4 / 62.4 /
+    62.7% on PASCAL VOC: smaller gaps, since their images are large and their objects span
+    many stride-32 cells.
 """)
 
 

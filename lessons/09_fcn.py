@@ -38,9 +38,9 @@ import numpy as np
 
 import minifcn
 from minifcn import course, nn
-from minifcn.data import IGNORE_INDEX, PALETTE, DataLoader, Shapes, colorize, label_boundary
+from minifcn.data import IGNORE_INDEX, PALETTE, DataLoader, Shapes, colorize
 from minifcn.functional import softmax
-from minifcn.metrics import ConfusionMatrix
+from minifcn.metrics import ConfusionMatrix, boundary_f_score
 from minifcn.models import FCN, build_model, summary
 from minifcn.optim import Adam, make_scheduler
 
@@ -373,26 +373,6 @@ def shifted(a, rows, cols, fill):
     out[..., max(rows, 0):H + min(rows, 0), max(cols, 0):W + min(cols, 0)] = \
         a[..., max(-rows, 0):H + min(-rows, 0), max(-cols, 0):W + min(-cols, 0)]
     return out
-
-
-def near(pixels, distance):
-    """True within ``distance`` 4-neighbour steps of a True pixel."""
-    for _ in range(distance):
-        grown = pixels.copy()
-        for rows, cols in NEIGHBOURS:
-            grown |= shifted(pixels, rows, cols, False)
-        pixels = grown
-    return pixels
-
-
-def boundary_f_score(predicted, truth, tolerance=2):
-    """F-score of the predicted edge pixels against the true ones: precision is the share
-    of predicted edges within ``tolerance`` px of a true edge, recall the other way round."""
-    predicted_edges, true_edges = label_boundary(predicted), label_boundary(truth)
-    precision = (predicted_edges & near(true_edges, tolerance)).sum() / max(
-        predicted_edges.sum(), 1)
-    recall = (true_edges & near(predicted_edges, tolerance)).sum() / true_edges.sum()
-    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
 
 
 true_labels = raw_val.masks.astype(np.int64)

@@ -25,7 +25,7 @@ from numbers import Integral
 from . import backend, checks
 from .backend import get_array_module, np
 
-__all__ = ["ConfusionMatrix"]
+__all__ = ["ConfusionMatrix", "boundary_f_score"]
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
@@ -178,3 +178,53 @@ class ConfusionMatrix:
         ignore = "" if self.ignore_index == 255 else f", ignore_index={self.ignore_index}"
         return (f"ConfusionMatrix(num_classes={self.num_classes}{ignore}, "
                 f"pixels={self.matrix.sum()})")
+
+
+# --- where the outlines are ------------------------------------------------------------------
+
+def _grow(pixels: np.ndarray, distance: int) -> np.ndarray:
+    """True within ``distance`` 4-neighbour steps of a True pixel of (..., H, W) ``pixels``."""
+    for _ in range(distance):
+        grown = pixels.copy()
+        grown[..., 1:, :] |= pixels[..., :-1, :]
+        grown[..., :-1, :] |= pixels[..., 1:, :]
+        grown[..., :, 1:] |= pixels[..., :, :-1]
+        grown[..., :, :-1] |= pixels[..., :, 1:]
+        pixels = grown
+    return pixels
+
+
+def boundary_f_score(predicted, truth, tolerance: int = 2) -> float:
+    """How well predicted outlines match the true ones, blind to which class is which.
+
+    Edge pixels are those with a 4-neighbour of another label
+    (:func:`minifcn.data.label_boundary`). Precision is the share of predicted edge pixels
+    within ``tolerance`` 4-neighbour steps of a true edge pixel, recall the share of true
+    edge pixels within ``tolerance`` of a predicted one, and the score is their harmonic
+    mean, in [0, 1]. Pass masks without a void band: its pixels would count as labels.
+
+    Args:
+        predicted, truth: (N, H, W) or (H, W) integer labels, same shape, host or device.
+        tolerance: pixels of slack, >= 0 (2 forgives an outline drawn two pixels off).
+
+    Returns:
+        The F-score over all the images together; 0.0 when there is no edge at all in
+        either, or when none of them match.
+    """
+    from .data import label_boundary  # data imports nothing from here; keep it one-way
+
+    predicted, truth = backend.to_numpy(predicted), backend.to_numpy(truth)
+    if predicted.shape != truth.shape or predicted.ndim not in (2, 3):
+        raise ValueError(f"boundary_f_score: predicted and truth must be (N, H, W) or (H, W) "
+                         f"label maps of one shape, got {predicted.shape} and {truth.shape}")
+    if not isinstance(tolerance, Integral) or isinstance(tolerance, bool) or tolerance < 0:
+        raise ValueError(f"boundary_f_score: tolerance must be an int >= 0, got {tolerance!r}")
+    predicted_edges, true_edges = label_boundary(predicted), label_boundary(truth)
+    if not predicted_edges.any() or not true_edges.any():
+        return 0.0
+    precision = (predicted_edges & _grow(true_edges, tolerance)).sum() / predicted_edges.sum()
+    recall = (true_edges & _grow(predicted_edges, tolerance)).sum() / true_edges.sum()
+    if precision + recall == 0:
+        return 0.0
+    return float(2 * precision * recall / (precision + recall))
+

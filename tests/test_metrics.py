@@ -188,3 +188,78 @@ def test_bad_arguments():
         ConfusionMatrix(3, ignore_index="void")
     with pytest.raises(TypeError, match=r"expected pred to be an array, got list"):
         ConfusionMatrix(3).update([0, 1], np.array([0, 1]))
+
+
+# --- boundary F-score --------------------------------------------------------------------
+
+def _boundary_f_naive(predicted, truth, tolerance):
+    """Loops: edge pixels by comparing each pixel with its 4 neighbours, and "near" as a
+    Manhattan distance (4-neighbour steps) of at most ``tolerance`` to an edge pixel."""
+    def edges(labels):
+        height, width = labels.shape
+        found = set()
+        for i in range(height):
+            for j in range(width):
+                for di, dj in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+                    if 0 <= i + di < height and 0 <= j + dj < width and \
+                            labels[i, j] != labels[i + di, j + dj]:
+                        found.add((i, j))
+        return found
+
+    pred_edges, true_edges = set(), set()
+    for n in range(predicted.shape[0]):
+        pred_edges |= {(n, *p) for p in edges(predicted[n])}
+        true_edges |= {(n, *p) for p in edges(truth[n])}
+    if not pred_edges or not true_edges:
+        return 0.0
+
+    def near(point, others):
+        return any(q[0] == point[0] and abs(q[1] - point[1]) + abs(q[2] - point[2]) <= tolerance
+                   for q in others)
+
+    precision = sum(near(p, true_edges) for p in pred_edges) / len(pred_edges)
+    recall = sum(near(p, pred_edges) for p in true_edges) / len(true_edges)
+    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+
+
+@given(seed=seeds, tolerance=st.integers(0, 3), classes=st.integers(2, 4))
+def test_boundary_f_score_matches_loops(seed, tolerance, classes):
+    from minifcn.metrics import boundary_f_score
+
+    rng = np.random.default_rng(seed)
+    # blocky label maps (2x2 cells) so that edges are lines, not every pixel
+    predicted = np.kron(rng.integers(0, classes, (2, 5, 6)), np.ones((1, 2, 2), dtype=np.int64))
+    truth = np.kron(rng.integers(0, classes, (2, 5, 6)), np.ones((1, 2, 2), dtype=np.int64))
+    expected = _boundary_f_naive(predicted, truth, tolerance)
+    assert math.isclose(boundary_f_score(predicted, truth, tolerance), expected, abs_tol=1e-12)
+
+
+def test_boundary_f_score_hand_worked(bk):
+    """A 4x4 square drawn one pixel to the right: within 1 px everywhere, not exactly."""
+    from minifcn.metrics import boundary_f_score
+
+    truth = np.zeros((10, 10), dtype=np.int64)
+    truth[3:7, 3:7] = 1
+    shifted = np.roll(truth, 1, axis=1)
+    assert boundary_f_score(bk.asarray(truth), bk.asarray(truth), 0) == 1.0  # device input
+    assert boundary_f_score(shifted, truth, 1) == 1.0
+    exact = boundary_f_score(shifted, truth, 0)
+    assert math.isclose(exact, _boundary_f_naive(shifted[None], truth[None], 0))
+    assert 0 < exact < 1
+    # the labels' names do not matter, only where they change
+    assert boundary_f_score(3 * truth + 1, truth, 0) == 1.0
+    # nothing drawn: no edge to match
+    assert boundary_f_score(np.zeros_like(truth), truth) == 0.0
+
+
+@pytest.mark.parametrize("predicted, truth, tolerance, match", [
+    (np.zeros((4, 4)), np.zeros((4, 5)), 2, "one shape"),
+    (np.zeros(4), np.zeros(4), 2, r"\(N, H, W\) or \(H, W\)"),
+    (np.zeros((4, 4)), np.zeros((4, 4)), -1, "tolerance must be an int >= 0"),
+    (np.zeros((4, 4)), np.zeros((4, 4)), 1.5, "tolerance must be an int >= 0"),
+])
+def test_boundary_f_score_bad_input(predicted, truth, tolerance, match):
+    from minifcn.metrics import boundary_f_score
+
+    with pytest.raises(ValueError, match=match):
+        boundary_f_score(predicted, truth, tolerance)

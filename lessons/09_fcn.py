@@ -38,7 +38,7 @@ import numpy as np
 
 import minifcn
 from minifcn import course, nn
-from minifcn.data import IGNORE_INDEX, PALETTE, DataLoader, Shapes, colorize
+from minifcn.data import IGNORE_INDEX, PALETTE, DataLoader, Shapes, colorize, objects_only
 from minifcn.functional import softmax
 from minifcn.metrics import ConfusionMatrix, boundary_f_score
 from minifcn.models import FCN, build_model, summary
@@ -376,7 +376,7 @@ def shifted(a, rows, cols, fill):
 
 
 true_labels = raw_val.masks.astype(np.int64)
-objects_truth = np.where(val_set.masks == IGNORE_INDEX, IGNORE_INDEX, val_set.masks > 0)
+objects_truth = objects_only(val_set.masks)
 boundary = {name: boundary_f_score(p, true_labels) for name, p in host_predictions.items()}
 object_iou = {name: scores(lesson.asarray((p > 0).astype(np.int64)),
                           lesson.asarray(objects_truth.astype(np.int64)), 2)["per_class_iou"][1]

@@ -36,7 +36,7 @@ import numpy as np
 
 import minifcn
 from minifcn import course, nn
-from minifcn.data import PALETTE, DataLoader, Shapes, colorize, label_boundary
+from minifcn.data import PALETTE, DataLoader, Shapes, colorize, label_boundary, objects_only
 from minifcn.metrics import ConfusionMatrix, boundary_f_score
 from minifcn.models import Encoder, build_model, summary
 from minifcn.optim import Adam, make_scheduler
@@ -281,12 +281,6 @@ lesson.say("""
 lesson.heading("5. The same training for all three: where do they draw the outlines?")
 
 OBJECT = 1  # the one foreground class of this section
-
-
-def objects_only(masks):
-    """(N, H, W) toy masks -> 1 on any shape, 0 on background, the void label kept."""
-    void = Shapes.ignore_index
-    return np.where(masks == void, void, masks > 0).astype(masks.dtype)
 
 
 train_set = Shapes(TRAIN_IMAGES, image_size=SIZE, seed=0, split="train")

@@ -60,6 +60,7 @@ __all__ = [
     "label_boundary",
     "load_image",
     "median_frequency_weights",
+    "objects_only",
     "read_class_names",
     "save_mask_png",
     "voc_palette",
@@ -497,6 +498,16 @@ def label_boundary(labels: np.ndarray) -> np.ndarray:
     boundary[..., :, 1:] |= horizontal
     boundary[..., :, :-1] |= horizontal
     return boundary
+
+
+def objects_only(masks: np.ndarray, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
+    """Masks for "object or background": 1 where any object class is, 0 on background
+    (label 0), ``ignore_index`` kept where it was. Same shape and dtype as ``masks``.
+
+    Where an object is drawn, blind to which class it is: lessons 09 and 11 score where
+    outlines fall with it (object IoU), and lesson 11 trains on it.
+    """
+    return np.where(masks == ignore_index, ignore_index, masks > 0).astype(masks.dtype)
 
 
 # ---------------------------------------------------------------------------------------

@@ -667,3 +667,13 @@ def test_class_frequencies_of_an_array_equal_those_of_its_images(shapes200):
         class_frequencies([np.zeros((2, 2), int), np.full((2, 2), 5)], 4)
     with pytest.raises(ValueError, match="no labelled pixel"):
         median_frequency_weights([np.full((2, 2), 255)], 4)
+
+
+def test_objects_only_merges_the_classes_and_keeps_void():
+    from minifcn.data import objects_only
+
+    masks = np.array([[0, 1, 2], [3, 255, 0]], dtype=np.uint8)
+    merged = objects_only(masks)
+    assert merged.dtype == masks.dtype and merged.shape == masks.shape
+    assert merged.tolist() == [[0, 1, 1], [1, 255, 0]]
+    assert objects_only(np.array([0, 2, -1]), ignore_index=-1).tolist() == [0, 1, -1]

@@ -94,9 +94,9 @@ def argument_parser(description: str, repeats: int, quick_repeats: int
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
                         help="cpu: NumPy beside PyTorch CPU; gpu: CuPy beside PyTorch CUDA")
     parser.add_argument("--threads", type=int, default=usable_cores(),
-                        help="threads of PyTorch and of NumPy's OpenBLAS (default: the cores "
-                             "this process may use; OPENBLAS_NUM_THREADS, if set, wins for "
-                             "OpenBLAS)")
+                        help="threads of PyTorch, of NumPy's OpenBLAS and of minifcn's "
+                             "copies (default: the cores this process may use; "
+                             "OPENBLAS_NUM_THREADS, if set, wins for OpenBLAS)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR,
                         help=f"folder for the markdown table (default {RESULTS_DIR})")
     return parser
@@ -164,6 +164,7 @@ def _limit_blas_threads(threads: int) -> None:
 def setup(args: argparse.Namespace) -> Platform:
     """Check the device, import PyTorch, set its threads; exit non-zero with a clear message
     when the GPU or PyTorch is missing."""
+    import minifcn
     from minifcn import backend
     try:
         xp = backend.array_module(args.device)
@@ -176,6 +177,7 @@ def setup(args: argparse.Namespace) -> Platform:
              f"install it with: {TORCH_HINT}")
     torch.set_num_threads(args.threads)
     _limit_blas_threads(args.threads)
+    minifcn.set_num_threads(args.threads)  # minifcn's own copy threads, as PyTorch's
     torch_device = "cpu"
     if args.device == "gpu":
         if not torch.cuda.is_available():
@@ -249,7 +251,9 @@ def _blas_threads() -> tuple[int, str]:
 def _thread_line(torch) -> str:
     """Threads of each library; they should match for a fair comparison."""
     blas, source = _blas_threads()
-    line = (f"Threads: OpenBLAS {blas} ({source}), PyTorch "
+    import minifcn
+    line = (f"Threads: OpenBLAS {blas} ({source}), minifcn's copies "
+            f"{minifcn.get_num_threads()} (--threads), PyTorch "
             f"{torch.get_num_threads()} (--threads; {torch.get_num_interop_threads()} inter-op)")
     if blas != torch.get_num_threads():
         line += (" -- NOT EQUAL: set OPENBLAS_NUM_THREADS to --threads (or install "

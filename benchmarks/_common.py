@@ -312,6 +312,12 @@ def median_ms(seconds: list[float]) -> float:
     return 1e3 * statistics.median(seconds)
 
 
+def fastest_ms(seconds: list[float]) -> float:
+    """The fastest run, in ms: what the code does when the machine leaves it alone (on a
+    shared VM the median also carries the other jobs' noise)."""
+    return 1e3 * min(seconds)
+
+
 # --- memory ------------------------------------------------------------------------------
 
 def traced_peak(run: Callable[[], object]) -> int:

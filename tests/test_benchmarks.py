@@ -108,6 +108,15 @@ def test_targets_script_prints_every_ratio_against_its_target_pinned_and_not(tor
         for ratio_cell, outcome_cell in ((row[3], row[5]), (row[6], row[7])):
             expected = "met" if ratio(ratio_cell) <= target else "MISSED"
             assert ratio(ratio_cell) > 0 and outcome_cell.split()[0] == expected, row
+        # the fastest runs: no slower than the medians, and their ratio from them
+        fastest_ours, rest = row[8].split(" / ")
+        fastest_theirs, fastest_ratio = rest.split(" (")
+        assert 0 < float(fastest_ours) <= float(row[1]), row
+        assert 0 < float(fastest_theirs) <= float(row[2]), row
+        ours, theirs = float(fastest_ours), float(fastest_theirs)  # printed to 0.005 ms
+        lowest = (ours - 0.005) / (theirs + 0.005)
+        highest = (ours + 0.005) / max(theirs - 0.005, 1e-9)
+        assert lowest * 0.995 <= ratio(fastest_ratio.rstrip(")")) <= highest * 1.005, row
     # the pinned run names the Haswell kernel and its variables; the child ran without them
     kernel = ("Haswell" if importlib.util.find_spec("threadpoolctl")
               else "unknown (pip install threadpoolctl)")

@@ -261,6 +261,25 @@ def _thread_line(torch) -> str:
     return line
 
 
+def run_lines(script: str) -> list[str]:
+    """How ``script`` ran, for the reports that time minifcn alone (quality.py,
+    pretraining.py): the command, when, the machine with its load average at the end, and
+    the Python, NumPy and minifcn versions."""
+    import numpy
+
+    import minifcn
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    return [
+        f"`python benchmarks/{script} {' '.join(sys.argv[1:])}`".replace(" `", "`"),
+        f"({datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC)",
+        "",
+        f"- Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"load average at the end {load}",
+        f"- Python {platform.python_version()}, NumPy {numpy.__version__}, "
+        f"minifcn {minifcn.__version__}",
+    ]
+
+
 def machine_lines(env: Platform) -> list[str]:
     """What was measured on: CPU, cores, load, library versions, BLAS and thread settings."""
     import numpy

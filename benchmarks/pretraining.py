@@ -18,13 +18,13 @@ The pre-training time is reported separately: it is not part of the equal budget
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
+
+import _common
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -105,13 +105,10 @@ def main(argv=None) -> int:
 
 
 def _report(results, args, classifier, pretrain_row, pretrain_seconds) -> list[str]:
-    import numpy
 
-    import minifcn
     from minifcn.train import TrainConfig
 
     segmenter = TrainConfig(model=args.model, batch_size=args.batch_size, lr=args.lr)
-    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     if pretrain_seconds is not None:
         pretrained = (f"pre-trained here: {args.pretrain_epochs} epochs of "
                       f"{args.pretrain_size} images, Adam lr {args.pretrain_lr:g}, "
@@ -126,13 +123,7 @@ def _report(results, args, classifier, pretrain_row, pretrain_seconds) -> list[s
         f"# {args.model} from a pre-trained classifier against from scratch, "
         f"{args.train_size} masks",
         "",
-        f"`python benchmarks/pretraining.py {' '.join(sys.argv[1:])}`".replace(" `", "`"),
-        f"({datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC)",
-        "",
-        f"- Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"load average at the end {load}",
-        f"- Python {platform.python_version()}, NumPy {numpy.__version__}, "
-        f"minifcn {minifcn.__version__}",
+        *_common.run_lines("pretraining.py"),
         f"- Classifier: {pretrained}",
         f"- Widths: {widths}",
         f"- Segmenter: {args.epochs} epochs of {args.train_size} labelled masks (64x64), "

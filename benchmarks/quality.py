@@ -20,12 +20,12 @@ records.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
 import sys
 import time
 from pathlib import Path
+
+import _common
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_BAR = (0.80, 180.0)  # mean IoU, seconds, for the default model
@@ -72,21 +72,12 @@ def main(argv=None) -> int:
 
 
 def _report(results: dict, args, is_default: bool) -> list[str]:
-    import numpy
 
-    import minifcn
 
-    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     lines = [
         "# Segmenters on toy shapes: the default recipe",
         "",
-        f"`python benchmarks/quality.py {' '.join(sys.argv[1:])}`".replace(" `", "`"),
-        f"({datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC)",
-        "",
-        f"- Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"load average at the end {load}",
-        f"- Python {platform.python_version()}, NumPy {numpy.__version__}, "
-        f"minifcn {minifcn.__version__}",
+        *_common.run_lines("quality.py"),
         f"- Recipe: {args.train_size} images (64x64), Adam at each model's own epochs, "
         f"batch size and learning rate (columns; minifcn.train.recipe"
         f"{'' if args.epochs is None else f', but {args.epochs} epochs for all'}), cosine "

@@ -43,6 +43,7 @@ from minifcn.functional import softmax
 from minifcn.metrics import ConfusionMatrix, boundary_f_score
 from minifcn.models import FCN, build_model, summary
 from minifcn.optim import Adam, make_scheduler
+from minifcn.viz import show_panels
 
 lesson = course.start(__doc__, exercises=["skip", "capstone"])
 VARIANTS = ("fcn32s", "fcn16s", "fcn8s")
@@ -494,23 +495,14 @@ lesson.say(f"""
 
 
 def save_predictions_figure(path, count=4):
-    columns = ["image", "ground truth", *VARIANTS]
-    fig, axes = plt.subplots(count, len(columns), figsize=(2.5 * len(columns), 2.5 * count + 0.7))
+    titles = ["image", "ground truth"] + [
+        f"{name}\nmean IoU {results[name]['mean_iou']:.2f}, boundary F {boundary[name]:.2f}"
+        for name in VARIANTS]
+    fig, axes = plt.subplots(count, len(titles), figsize=(2.5 * len(titles), 2.5 * count + 0.7))
     for row in range(count):
-        panels = [np.clip(val_set.images[row].transpose(1, 2, 0), 0, 1),
-                  colorize(val_set.masks[row], PALETTE)]
+        panels = [val_set.images[row].transpose(1, 2, 0), colorize(val_set.masks[row], PALETTE)]
         panels += [colorize(host_predictions[name][row], PALETTE) for name in VARIANTS]
-        for column, panel in enumerate(panels):
-            ax = axes[row, column]
-            ax.imshow(panel, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if row == 0:
-                title = columns[column]
-                if title in results:
-                    title += (f"\nmean IoU {results[title]['mean_iou']:.2f}, "
-                              f"boundary F {boundary[title]:.2f}")
-                ax.set_title(title, fontsize=9)
+        show_panels(axes[row], panels, titles if row == 0 else None, fontsize=9)
     handles = [plt.Rectangle((0, 0), 1, 1, color=PALETTE[i] / 255.0) for i in range(C)]
     fig.legend(handles, val_set.classes, loc="lower center", ncol=C, frameon=False)
     fig.suptitle(f"FCN-32s, -16s, -8s trained in stages of {STAGES['fcn32s']}, "

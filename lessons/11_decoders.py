@@ -40,6 +40,7 @@ from minifcn.data import PALETTE, DataLoader, Shapes, colorize, label_boundary, 
 from minifcn.metrics import ConfusionMatrix, boundary_f_score
 from minifcn.models import Encoder, build_model, summary
 from minifcn.optim import Adam, make_scheduler
+from minifcn.viz import show_panels
 
 lesson = course.start(__doc__, exercises=["skip"])
 WIDTHS = (4, 8, 16, 16, 32)
@@ -404,26 +405,17 @@ def save_predictions_figure(path, count=4):
     """Image, true objects, and each decoder's objects with the true outline drawn over."""
     shown = {name: minifcn.to_numpy(p[:count]) for name, p in predictions.items()}
     true_edges = label_boundary(val_outlines[:count])
-    columns = ["image", "true objects", *binary_models]
-    fig, axes = plt.subplots(count, len(columns), figsize=(2.4 * len(columns), 2.4 * count + 0.6))
+    titles = ["image", "true objects"] + [
+        f"{name}\nobject IoU {objects[name]:.2f}, boundary F {outlines[name]:.2f}"
+        for name in binary_models]
+    fig, axes = plt.subplots(count, len(titles), figsize=(2.4 * len(titles), 2.4 * count + 0.6))
     for row in range(count):
-        panels = [np.clip(val_set.images[row].transpose(1, 2, 0), 0, 1),
-                  colorize(val_objects[row], PALETTE)]
+        panels = [val_set.images[row].transpose(1, 2, 0), colorize(val_objects[row], PALETTE)]
         for name in binary_models:
             panel = colorize(shown[name][row].astype(np.uint8), PALETTE)
             panel[true_edges[row]] = (255, 255, 255)  # the true outline, in white
             panels.append(panel)
-        for column, panel in enumerate(panels):
-            ax = axes[row, column]
-            ax.imshow(panel, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if row == 0:
-                title = columns[column]
-                if title in binary_models:
-                    title += (f"\nobject IoU {objects[title]:.2f}, "
-                              f"boundary F {outlines[title]:.2f}")
-                ax.set_title(title, fontsize=10)
+        show_panels(axes[row], panels, titles if row == 0 else None, fontsize=10)
     fig.suptitle(f"Same encoder, three decoders, {STEPS} steps each: object or background "
                  f"(white: the true outline)")
     fig.tight_layout()

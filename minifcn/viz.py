@@ -10,7 +10,7 @@ from . import backend
 from .backend import np
 from .data import VOID_COLOR, colorize, voc_palette
 
-__all__ = ["predict_masks", "save_curves", "save_predictions"]
+__all__ = ["predict_masks", "save_curves", "save_predictions", "show_panels"]
 
 
 def _pyplot():
@@ -33,6 +33,25 @@ def predict_masks(model, images, batch_size: int = 16):
     return np.concatenate(out)
 
 
+def show_panels(axes, panels, titles=None, fontsize=None) -> None:
+    """Draw one row of image panels (an image, colourised masks, ...) into ``axes``, one
+    each, pixels as they are (no smoothing) and no ticks; ``titles`` over them if given.
+
+    Args:
+        axes: a row of matplotlib axes, as many as ``panels``.
+        panels: (H, W, 3) arrays: floats (clipped to [0, 1]) or uint8 colours.
+        titles: one string per panel, or None for a row without titles.
+        fontsize: of the titles (matplotlib's default if None).
+    """
+    for column, (axis, panel) in enumerate(zip(axes, panels, strict=True)):
+        axis.imshow(np.clip(panel, 0, 1) if panel.dtype.kind == "f" else panel,
+                    interpolation="nearest")
+        axis.set_xticks([])
+        axis.set_yticks([])
+        if titles is not None:
+            axis.set_title(titles[column], fontsize=fontsize)
+
+
 def save_predictions(path: str, model, dataset, count: int = 6) -> None:
     """Rows of image | ground truth | prediction for the first ``count`` items of
     ``dataset``, with a legend of the class colours."""
@@ -45,15 +64,8 @@ def save_predictions(path: str, model, dataset, count: int = 6) -> None:
     for row in range(count):
         panels = (images[row].transpose(1, 2, 0), colorize(truths[row]),
                   colorize(predictions[row]))
-        titles = ("image", "ground truth", "prediction")
-        for column, (panel, title) in enumerate(zip(panels, titles, strict=True)):
-            axis = axes[row, column]
-            axis.imshow(np.clip(panel, 0, 1) if panel.dtype.kind == "f" else panel,
-                        interpolation="nearest")
-            axis.set_xticks([])
-            axis.set_yticks([])
-            if row == 0:
-                axis.set_title(title)
+        show_panels(axes[row], panels, ("image", "ground truth", "prediction") if row == 0
+                    else None)
     names = list(getattr(dataset, "classes", None) or range(dataset.num_classes))
     palette = voc_palette(len(names))  # the colours colorize uses for labels 0..C-1
     handles = [plt.Rectangle((0, 0), 1, 1, color=palette[i] / 255.0)

@@ -38,7 +38,16 @@ import numpy as np
 
 import minifcn
 from minifcn import course, nn
-from minifcn.data import IGNORE_INDEX, PALETTE, DataLoader, Shapes, colorize, objects_only
+from minifcn.data import (
+    FOUR_NEIGHBOURS,
+    IGNORE_INDEX,
+    PALETTE,
+    DataLoader,
+    Shapes,
+    colorize,
+    objects_only,
+    shifted,
+)
 from minifcn.functional import softmax
 from minifcn.metrics import ConfusionMatrix, boundary_f_score
 from minifcn.models import FCN, build_model, summary
@@ -364,18 +373,6 @@ lesson.saved(path)
 # %%
 lesson.heading("5. Skips bring the edges back")
 
-NEIGHBOURS = ((1, 0), (-1, 0), (0, 1), (0, -1))
-
-
-def shifted(a, rows, cols, fill):
-    """``a`` (..., H, W) moved by (rows, cols) pixels; uncovered pixels get ``fill``."""
-    out = np.full_like(a, fill)
-    H, W = a.shape[-2:]
-    out[..., max(rows, 0):H + min(rows, 0), max(cols, 0):W + min(cols, 0)] = \
-        a[..., max(-rows, 0):H + min(-rows, 0), max(-cols, 0):W + min(-cols, 0)]
-    return out
-
-
 true_labels = raw_val.masks.astype(np.int64)
 objects_truth = objects_only(val_set.masks)
 boundary = {name: boundary_f_score(p, true_labels) for name, p in host_predictions.items()}
@@ -434,10 +431,10 @@ def label_regions(labels):
     the longest region is long.
     """
     ids = np.arange(labels.size).reshape(labels.shape)
-    same_label = [shifted(labels, rows, cols, -1) == labels for rows, cols in NEIGHBOURS]
+    same_label = [shifted(labels, rows, cols, -1) == labels for rows, cols in FOUR_NEIGHBOURS]
     while True:
         smallest = ids
-        for (rows, cols), same in zip(NEIGHBOURS, same_label, strict=True):
+        for (rows, cols), same in zip(FOUR_NEIGHBOURS, same_label, strict=True):
             neighbour = shifted(ids, rows, cols, ids.size)
             smallest = np.where(same, np.minimum(smallest, neighbour), smallest)
         merged = smallest.ravel().copy()

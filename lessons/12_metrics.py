@@ -30,7 +30,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from minifcn import course
-from minifcn.data import IGNORE_INDEX, PALETTE, Shapes, colorize
+from minifcn.data import FOUR_NEIGHBOURS, IGNORE_INDEX, PALETTE, Shapes, colorize, shifted
 from minifcn.metrics import ConfusionMatrix
 
 lesson = course.start(__doc__, exercises=["metrics", "cross_entropy"])
@@ -56,19 +56,8 @@ def measure(prediction):
 
 
 # ---------------------------------------------------------------------------------------
-# Made-up predictions: each imitates one kind of mistake, on the host with NumPy.
-
-def shifted(a, rows, cols, fill):
-    """``a`` (..., H, W) moved by (rows, cols) pixels; uncovered pixels get ``fill``."""
-    out = np.full_like(a, fill)
-    H, W = a.shape[-2:]
-    out[..., max(rows, 0):H + min(rows, 0), max(cols, 0):W + min(cols, 0)] = \
-        a[..., max(-rows, 0):H + min(-rows, 0), max(-cols, 0):W + min(-cols, 0)]
-    return out
-
-
-NEIGHBOURS = ((1, 0), (-1, 0), (0, 1), (0, -1))
-
+# Made-up predictions: each imitates one kind of mistake, on the host with NumPy
+# (minifcn.data.shifted moves a mask by whole pixels).
 
 def on_an_edge(a):
     """True where a 4-neighbour has another label (the image border is not an edge).
@@ -76,7 +65,7 @@ def on_an_edge(a):
     Written out here rather than taken from minifcn.data.label_boundary, because this
     lesson uses it to check the library's void band independently."""
     edge = np.zeros(a.shape, dtype=bool)
-    for rows, cols in NEIGHBOURS:
+    for rows, cols in FOUR_NEIGHBOURS:
         neighbour = shifted(a, rows, cols, -1)
         edge |= (neighbour != a) & (neighbour != -1)
     return edge
@@ -85,7 +74,7 @@ def on_an_edge(a):
 def grown(a, pixels):
     """Objects grown by ``pixels`` into the background (never into another object)."""
     for _ in range(pixels):
-        nearest_object = np.max([shifted(a, r, c, BACKGROUND) for r, c in NEIGHBOURS], axis=0)
+        nearest_object = np.max([shifted(a, r, c, BACKGROUND) for r, c in FOUR_NEIGHBOURS], axis=0)
         a = np.where(a == BACKGROUND, nearest_object, a)
     return a
 

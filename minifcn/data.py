@@ -50,6 +50,7 @@ __all__ = [
     "CLASS_NAMES_FILE",
     "VOC_CLASSES",
     "VOID_COLOR",
+    "FOUR_NEIGHBOURS",
     "DataLoader",
     "SegmentationFolder",
     "ShapeLabels",
@@ -63,6 +64,7 @@ __all__ = [
     "objects_only",
     "read_class_names",
     "save_mask_png",
+    "shifted",
     "voc_palette",
     "write_voc_folder",
 ]
@@ -498,6 +500,27 @@ def label_boundary(labels: np.ndarray) -> np.ndarray:
     boundary[..., :, 1:] |= horizontal
     boundary[..., :, :-1] |= horizontal
     return boundary
+
+
+FOUR_NEIGHBOURS = ((1, 0), (-1, 0), (0, 1), (0, -1))
+"""The (rows, cols) shifts to a pixel's 4-neighbours: below, above, right, left."""
+
+
+def shifted(a: np.ndarray, rows: int, cols: int, fill) -> np.ndarray:
+    """``a`` (..., H, W) moved by ``rows`` down and ``cols`` right (negative: up, left); the
+    pixels uncovered get ``fill``, those moved past the border are dropped.
+
+    ``shifted(a, r, c, fill)[..., i, j] == a[..., i - r, j - c]`` wherever that is inside
+    ``a``: with the shifts of :data:`FOUR_NEIGHBOURS`, each pixel meets one neighbour's
+    value, for whole-mask comparisons without loops (lessons 09 and 12).
+    """
+    out = np.full_like(a, fill)
+    H, W = a.shape[-2:]
+    if abs(rows) >= H or abs(cols) >= W:  # moved wholly out of the frame
+        return out
+    out[..., max(rows, 0):H + min(rows, 0), max(cols, 0):W + min(cols, 0)] = \
+        a[..., max(-rows, 0):H + min(-rows, 0), max(-cols, 0):W + min(-cols, 0)]
+    return out
 
 
 def objects_only(masks: np.ndarray, ignore_index: int = IGNORE_INDEX) -> np.ndarray:

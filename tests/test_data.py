@@ -677,3 +677,25 @@ def test_objects_only_merges_the_classes_and_keeps_void():
     assert merged.dtype == masks.dtype and merged.shape == masks.shape
     assert merged.tolist() == [[0, 1, 1], [1, 255, 0]]
     assert objects_only(np.array([0, 2, -1]), ignore_index=-1).tolist() == [0, 1, -1]
+
+
+@pytest.mark.parametrize("rows,cols", [(0, 0), (1, 0), (-2, 1), (0, -3), (2, 2), (4, 0), (0, -6)])
+def test_shifted_moves_a_mask_by_whole_pixels_and_fills_what_it_uncovers(rows, cols):
+    from minifcn.data import shifted
+
+    a = np.arange(2 * 4 * 5).reshape(2, 4, 5)
+    moved = shifted(a, rows, cols, -1)
+    assert moved.shape == a.shape and moved.dtype == a.dtype
+    for n, i, j in np.ndindex(a.shape):
+        inside = 0 <= i - rows < 4 and 0 <= j - cols < 5
+        assert moved[n, i, j] == (a[n, i - rows, j - cols] if inside else -1), (n, i, j)
+
+
+def test_the_four_neighbours_are_one_pixel_away_each_way():
+    from minifcn.data import FOUR_NEIGHBOURS, shifted
+
+    assert sorted(FOUR_NEIGHBOURS) == [(-1, 0), (0, -1), (0, 1), (1, 0)]
+    dot = np.zeros((3, 3), dtype=int)
+    dot[1, 1] = 1
+    spread = sum(shifted(dot, r, c, 0) for r, c in FOUR_NEIGHBOURS)
+    assert spread.tolist() == [[0, 1, 0], [1, 0, 1], [0, 1, 0]]

@@ -216,26 +216,34 @@ def _make_optimizer(config: TrainConfig, model):
     return Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
 
+def _confusion_and_loss(model, loader, confusion: ConfusionMatrix, criterion) -> float | None:
+    """Fill ``confusion`` with the model's argmax against each batch's targets, in
+    evaluation mode (running batch-norm statistics, no dropout), and leave the model in
+    the mode it came in; returns the mean of ``criterion`` over the batches, or None."""
+    was_training = model.training
+    model.eval()
+    total_loss, batches = 0.0, 0
+    for inputs, targets in loader:
+        scores = model(inputs)
+        if criterion is not None:
+            total_loss += float(criterion(scores, targets))
+            batches += 1
+        confusion.update(scores.argmax(axis=1), targets)
+    model.train(was_training)
+    return None if criterion is None else total_loss / max(batches, 1)
+
+
 def evaluate(model, loader, num_classes: int, criterion=None) -> dict:
     """Mean loss (if ``criterion``) and the four segmentation metrics over ``loader``.
 
     The model runs in evaluation mode (running batch-norm statistics, no dropout) and is
     left in the mode it came in.
     """
-    was_training = model.training
-    model.eval()
     confusion = ConfusionMatrix(num_classes, ignore_index=loader.dataset.ignore_index)
-    total_loss, batches = 0.0, 0
-    for images, masks in loader:
-        logits = model(images)
-        if criterion is not None:
-            total_loss += float(criterion(logits, masks))
-            batches += 1
-        confusion.update(logits.argmax(axis=1), masks)
-    model.train(was_training)
+    loss = _confusion_and_loss(model, loader, confusion, criterion)
     results = confusion.compute()
-    if criterion is not None:
-        results["loss"] = total_loss / max(batches, 1)
+    if loss is not None:
+        results["loss"] = loss
     return results
 
 
@@ -243,21 +251,12 @@ def evaluate_classifier(model, loader, criterion=None) -> dict:
     """Mean loss (if ``criterion``), ``accuracy`` (the share of images labelled right) and
     ``mean_acc`` (accuracy per class, averaged) of an image classifier over ``loader``.
     Evaluation mode, as :func:`evaluate`."""
-    was_training = model.training
-    model.eval()
     confusion = ConfusionMatrix(loader.dataset.num_classes, ignore_index=None)
-    total_loss, batches = 0.0, 0
-    for images, labels in loader:
-        scores = model(images)
-        if criterion is not None:
-            total_loss += float(criterion(scores, labels))
-            batches += 1
-        confusion.update(scores.argmax(axis=1), labels)  # counts images, not pixels
-    model.train(was_training)
+    loss = _confusion_and_loss(model, loader, confusion, criterion)  # counts images
     results = {"accuracy": confusion.pixel_accuracy(), "mean_acc": confusion.mean_accuracy(),
                "per_class_acc": confusion.per_class_accuracy()}
-    if criterion is not None:
-        results["loss"] = total_loss / max(batches, 1)
+    if loss is not None:
+        results["loss"] = loss
     return results
 
 

@@ -30,6 +30,7 @@ from minifcn.testing import (
     assert_adjoint,
     assert_close_to,
     assert_gradients,
+    assert_gradients_accumulate,
     assert_output_shape,
     assert_pair_gradients,
     conv_output_size,
@@ -172,6 +173,77 @@ def test_assert_gradients_needs_float64(rng):
         assert_gradients(Swish(), rng.standard_normal((2, 3)).astype(np.float32))
     with pytest.raises(TypeError, match="parameter weight is float32"):
         assert_gradients(Linear(3).to(dtype="float32"), rng.standard_normal((2, 3)))
+
+
+# ---------------------------------------------------------------------------------------
+# assert_gradients_accumulate
+
+
+class Scale(nn.Module):
+    """y = x * weight + bias per feature, as a user would write it, with one of the mistakes
+    the check is for: ``assigns`` .grad, ``ignores_frozen`` parameters, or a dx that
+    ``depends_on_freezing``."""
+
+    def __init__(self, features: int, mistake: str | None = None):
+        super().__init__()
+        rng = np.random.default_rng(3)
+        self.weight = nn.Parameter(rng.standard_normal(features))
+        self.bias = nn.Parameter(rng.standard_normal(features))
+        self.mistake = mistake
+
+    def forward(self, x):
+        self.x = x
+        return x * self.weight.data + self.bias.data
+
+    def backward(self, dy):
+        for param, grad in ((self.weight, (dy * self.x).sum(axis=0)),
+                            (self.bias, dy.sum(axis=0))):
+            if not param.requires_grad and self.mistake != "ignores_frozen":
+                continue
+            if self.mistake == "assigns":
+                param.grad = grad
+            else:
+                param.grad += grad
+        dx = dy * self.weight.data
+        if self.mistake == "depends_on_freezing" and not self.weight.requires_grad:
+            return 0 * dx
+        return dx
+
+
+def test_assert_gradients_accumulate_passes_correct_modules(bk, rng):
+    x, dy = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+    module = Scale(3).to(bk.device)
+    assert_gradients_accumulate(module, bk.asarray(x), bk.asarray(dy))
+    assert module.weight.requires_grad and module.bias.requires_grad  # unfrozen again
+    assert not bk.numpy(module.weight.grad).any()  # gradients left at zero
+    bn = BatchNorm2d(2, device=bk.device, dtype="float64")
+    x4, dy4 = rng.standard_normal((2, 2, 3, 3)), rng.standard_normal((2, 2, 3, 3))
+    assert_gradients_accumulate(bn, bk.asarray(x4), bk.asarray(dy4), config={"C": 2})
+
+
+@pytest.mark.parametrize("mistake,expected", [
+    ("assigns", r"weight.grad is 1 times one pass's gradient, expected 3: backward must ADD "
+                r"into .grad \(param.grad \+= ...\), never assign it"),
+    ("ignores_frozen", r"weight has requires_grad=False, yet backward wrote into weight.grad"),
+    ("depends_on_freezing", r"freezing weight must change nothing else. dx with weight frozen "
+                            r"differs from the expected values"),
+])
+def test_assert_gradients_accumulate_names_each_mistake(bk, rng, mistake, expected):
+    x, dy = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+    with pytest.raises(AssertionError, match=expected) as caught:
+        assert_gradients_accumulate(Scale(3, mistake).to(bk.device), bk.asarray(x),
+                                    bk.asarray(dy), config={"features": 3})
+    assert "assert_gradients_accumulate(Scale)" in str(caught.value)
+
+
+def test_assert_gradients_accumulate_needs_a_trainable_parameter(rng):
+    x = rng.standard_normal((4, 3))
+    with pytest.raises(ValueError, match=r"assert_gradients_accumulate\(ReLU\): the module "
+                                         r"has no trainable parameter"):
+        assert_gradients_accumulate(nn.ReLU(), x, x)
+    frozen = Scale(3).requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameter"):
+        assert_gradients_accumulate(frozen, x, x)
 
 
 # ---------------------------------------------------------------------------------------

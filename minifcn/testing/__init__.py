@@ -3,9 +3,10 @@
 Install with ``pip install "minifcn[test]"`` (pytest and hypothesis). Three parts:
 
 - :mod:`minifcn.testing.assertions` (re-exported here; needs neither pytest nor hypothesis):
-  ``assert_gradients``, ``assert_pair_gradients``, ``assert_close_to``, ``assert_adjoint``,
-  ``assert_output_shape`` and the output-size formulas, each failing with a message that
-  names the quantity, the worst index, got vs expected, the tolerance and the configuration.
+  ``assert_gradients``, ``assert_pair_gradients``, ``assert_gradients_accumulate``,
+  ``assert_close_to``, ``assert_adjoint``, ``assert_output_shape`` and the output-size
+  formulas, each failing with a message that names the quantity, the worst index, got vs
+  expected, the tolerance and the configuration.
 - :mod:`minifcn.testing.strategies` (needs hypothesis): layer configurations PyTorch accepts
   (convolution, transposed convolution, pooling incl. overlapping windows, batch norm,
   up-sampling, the loss with ignored pixels) and input arrays (distinct values, or ties).

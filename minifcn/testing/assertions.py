@@ -10,6 +10,8 @@ values in the wrong places).
 - :func:`assert_gradients`: a module's ``backward`` (input and every parameter) against
   central differences in float64 along a random upstream gradient (:mod:`minifcn.gradcheck`).
 - :func:`assert_pair_gradients`: the same for a stateless ``forward``/``backward`` pair.
+- :func:`assert_gradients_accumulate`: ``backward`` adds into ``.grad`` and skips a frozen
+  parameter (what a gradient check alone does not see).
 - :func:`assert_adjoint`: ``<A x, y> == <x, A^T y>`` for a linear map and its transpose.
 - :func:`assert_output_shape` with the output-size formulas (:func:`conv_output_size`,
   :func:`conv_transpose_output_size`, :func:`pool_output_size`, :func:`upsample_output_size`).
@@ -36,6 +38,7 @@ __all__ = [
     "assert_adjoint",
     "assert_close_to",
     "assert_gradients",
+    "assert_gradients_accumulate",
     "assert_output_shape",
     "assert_pair_gradients",
     "conv_output_size",
@@ -287,6 +290,79 @@ def assert_gradients(module, *inputs, eps: float = 1e-6, rtol: float = 1e-6,
     if message is not None:
         raise AssertionError(message)
     return report
+
+
+def assert_gradients_accumulate(module, x, dy, *, rtol: float = 1e-10, atol: float = 1e-12,
+                                config=None) -> None:
+    """Check the two rules of ``.grad`` that a gradient check alone does not see.
+
+    - ``backward`` ADDS into each parameter's ``.grad`` (``param.grad += ...``), as PyTorch
+      does, so that a layer used twice, or several losses, sum their gradients: three
+      forward/backward passes must leave three times what one pass leaves.
+    - A frozen parameter (``requires_grad=False``) gets no gradient, and freezing it changes
+      neither ``dx`` nor the other parameters' gradients. Each trainable parameter is frozen
+      in turn and unfrozen again.
+
+    Args:
+        module: a :class:`minifcn.nn.Module` with at least one trainable parameter; its
+            gradients are zero when this returns.
+        x: the input to call it with; dy: the upstream gradient (random, never ones).
+        rtol, atol: as :func:`assert_close_to`, entry by entry.
+        config: shown in the failure message.
+
+    Raises:
+        ValueError: the module has no trainable parameter.
+        AssertionError: a gradient was assigned instead of added, or a frozen parameter got
+            one, or freezing changed another gradient; the message names it.
+    """
+    owner = f"assert_gradients_accumulate({type(module).__name__})"
+    params = [(name, p) for name, p in module.named_parameters() if p.requires_grad]
+    if not params:
+        raise ValueError(f"{owner}: the module has no trainable parameter to check")
+
+    def one_pass():
+        module(x)
+        return to_numpy(module.backward(dy)).copy()
+
+    module.zero_grad()
+    dx = one_pass()
+    once = {name: to_numpy(p.grad).copy() for name, p in params}
+    one_pass()
+    one_pass()
+    for name, p in params:
+        report = mismatch_report(p.grad, 3 * once[name], name=f"{name}.grad after three "
+                                 f"forward/backward passes", rtol=rtol, atol=atol,
+                                 config=config)
+        if report is not None:
+            got = to_numpy(p.grad)
+            scale = float(np.vdot(got, once[name]) / max(np.vdot(once[name], once[name]),
+                                                          1e-300))
+            raise AssertionError(
+                f"{owner}: {report}\n  {name}.grad is {scale:.3g} times one pass's gradient, "
+                f"expected 3: backward must ADD into .grad (param.grad += ...), never assign "
+                f"it (param.grad = ...).")
+    for frozen, param in params:
+        module.zero_grad()
+        param.requires_grad = False
+        try:
+            dx_frozen = one_pass()
+        finally:
+            param.requires_grad = True
+        if np.any(to_numpy(param.grad)):
+            raise AssertionError(
+                f"{owner}: {frozen} has requires_grad=False, yet backward wrote into "
+                f"{frozen}.grad: skip a frozen parameter's gradient (as PyTorch's "
+                f"output_mask does)." + _config_line(config))
+        checks = [(f"dx with {frozen} frozen", dx_frozen, dx)]
+        checks += [(f"{name}.grad with {frozen} frozen", p.grad, once[name])
+                   for name, p in params if name != frozen]
+        for label, got, expected in checks:
+            report = mismatch_report(got, expected, name=label, rtol=rtol, atol=atol,
+                                     config=config)
+            if report is not None:
+                raise AssertionError(f"{owner}: freezing {frozen} must change nothing else. "
+                                     f"{report}")
+    module.zero_grad()
 
 
 def assert_pair_gradients(forward: Callable, backward: Callable, inputs: dict,

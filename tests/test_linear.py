@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_conv import assert_close
+from test_conv import assert_close, assert_matches_torch
 
 from minifcn import backend
 from minifcn.functional import linear as F
@@ -159,23 +159,7 @@ def test_linear_matches_torch(torch, bk, config, seed, bias):
                   dtype="float64")
     ours.load_state_dict({k: v.numpy() for k, v in theirs.state_dict().items()})
     x = np.random.default_rng(seed).standard_normal(config.input_shape)
-    tx = torch.tensor(x, requires_grad=True)
-    ty = theirs(tx)
-    dy = np.random.default_rng(seed + 1).standard_normal(tuple(ty.shape))
-    ty.backward(torch.tensor(dy))
-    expected = (ty.detach().numpy(), tx.grad.numpy(), theirs.weight.grad.numpy(),
-                None if theirs.bias is None else theirs.bias.grad.numpy())
-
-    y = ours(bk.asarray(x))
-    dx = ours.backward(bk.asarray(dy))
-    assert bk.owns(y) and bk.owns(dx)
-    actual = (bk.numpy(y), bk.numpy(dx), bk.numpy(ours.weight.grad),
-              None if ours.bias is None else bk.numpy(ours.bias.grad))
-    for name, a, e in zip(("y", "dx", "dweight", "dbias"), actual, expected, strict=True):
-        assert (a is None) == (e is None), name
-        if e is not None:
-            assert a.shape == e.shape, name
-            assert_close(a, e, 1e-9)
+    assert_matches_torch(torch, bk, ours, theirs, x)
 
 
 @pytest.mark.torch

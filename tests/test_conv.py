@@ -478,19 +478,25 @@ def test_every_backend_gives_numpys_results(bk, dtype, transposed, data, seed):
     config = data.draw(transposed_configs() if transposed else conv_configs())
     x, weight, b = problem(config, transposed, seed, dtype)
     reference = make_layer(config, transposed, weight, b, dtype=dtype)
-    y = reference(x)
-    dy = np.random.default_rng(seed + 1).standard_normal(y.shape).astype(dtype)
-    expected = (y, reference.backward(dy), reference.weight.grad, reference.bias.grad)
-
+    dy = np.random.default_rng(seed + 1).standard_normal(reference(x).shape).astype(dtype)
     layer = make_layer(config, transposed, weight, b, bk.device, dtype)
+    assert_backend_gives_numpys_results(bk, reference, layer, x, dy)
+    np.testing.assert_array_equal(bk.numpy(layer.weight.data), weight)
+
+
+def assert_backend_gives_numpys_results(bk, reference, layer, x, dy):
+    """``layer`` on ``bk`` gives exactly what its NumPy twin ``reference`` gives (y, dx and
+    both parameters' gradients), as arrays of the backend in x's dtype, and leaves x and dy
+    untouched."""
+    expected = (reference(x), reference.backward(dy), reference.weight.grad,
+                reference.bias.grad)
     x_device, dy_device = bk.asarray(x), bk.asarray(dy)
     y = layer(x_device)
     dx = layer.backward(dy_device)
     assert bk.owns(y) and bk.owns(dx) and bk.owns(layer.weight.grad)
-    assert y.dtype == dx.dtype == layer.weight.grad.dtype == np.dtype(dtype)
+    assert y.dtype == dx.dtype == layer.weight.grad.dtype == x.dtype
     np.testing.assert_array_equal(bk.numpy(x_device), x)
     np.testing.assert_array_equal(bk.numpy(dy_device), dy)
-    np.testing.assert_array_equal(bk.numpy(layer.weight.data), weight)
     actual = (y, dx, layer.weight.grad, layer.bias.grad)
     for a, e in zip(actual, expected, strict=True):
         np.testing.assert_array_equal(bk.numpy(a), e)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_conv import assert_close, assert_matches_torch
+from test_conv import assert_backend_gives_numpys_results, assert_close, assert_matches_torch
 
 from minifcn import backend
 from minifcn.functional import linear as F
@@ -226,21 +226,9 @@ def test_every_backend_gives_numpys_results(bk, dtype, config, seed):
     """Same numbers as NumPy, arrays of the backend and the dtype, inputs left untouched."""
     x, weight, b = problem(config, seed, dtype)
     reference = make_linear(config, weight, b, dtype=dtype)
-    y = reference(x)
-    dy = np.random.default_rng(seed + 1).standard_normal(y.shape).astype(dtype)
-    expected = (y, reference.backward(dy), reference.weight.grad, reference.bias.grad)
-
+    dy = np.random.default_rng(seed + 1).standard_normal(reference(x).shape).astype(dtype)
     layer = make_linear(config, weight, b, bk.device, dtype)
-    x_device, dy_device = bk.asarray(x), bk.asarray(dy)
-    y = layer(x_device)
-    dx = layer.backward(dy_device)
-    assert bk.owns(y) and bk.owns(dx) and bk.owns(layer.weight.grad)
-    assert y.dtype == dx.dtype == layer.weight.grad.dtype == np.dtype(dtype)
-    np.testing.assert_array_equal(bk.numpy(x_device), x)
-    np.testing.assert_array_equal(bk.numpy(dy_device), dy)
-    actual = (y, dx, layer.weight.grad, layer.bias.grad)
-    for a, e in zip(actual, expected, strict=True):
-        np.testing.assert_array_equal(bk.numpy(a), e)
+    assert_backend_gives_numpys_results(bk, reference, layer, x, dy)
 
 
 def test_linear_naive_runs_on_every_backend(bk):

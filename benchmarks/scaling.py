@@ -22,7 +22,7 @@ from train_step import training_steps
 
 from minifcn import backend, nn
 from minifcn.functional import workspace
-from minifcn.functional.im2col import DEFAULT_IM2COL_BUDGET, batch_chunks, im2col_budget
+from minifcn.functional.im2col import batch_chunks, default_im2col_budget, im2col_budget
 
 UNBOUNDED = 2**62  # a budget no buffer reaches: the whole batch in one im2col
 CHANNELS = 64
@@ -61,9 +61,9 @@ def budget_rows(shape, budgets_mib: list[int], args, env, torch_models, rng) -> 
     for budget in [b * _common.MIB for b in budgets_mib] + [UNBOUNDED]:
         with im2col_budget(budget):
             result = _common.measure(runs, args, env)
-            chunks = len(batch_chunks(N, per_sample))
+            chunks = len(batch_chunks(env.xp, N, per_sample))
         name = "unbounded" if budget == UNBOUNDED else f"{budget // _common.MIB} MiB"
-        if budget == DEFAULT_IM2COL_BUDGET:
+        if budget == default_im2col_budget(env.xp):
             name += " (default)"
         rows.append([name, str(chunks), _common.mib(per_sample * -(-N // chunks)),
                      f"{result.ours_ms:.1f}", f"{result.torch_ms:.1f}",
@@ -86,8 +86,9 @@ def main(argv=None) -> None:
     parser.add_argument("--budget-input", nargs=2, type=int, metavar=("N", "S"),
                         help="batch and image size of the budget study (default 8 256; "
                              "--quick: 8 128)")
-    parser.add_argument("--budgets", nargs="+", type=int, default=[64, 256],
-                        help="im2col budgets in MiB, besides unbounded (default 64 256)")
+    parser.add_argument("--budgets", nargs="+", type=int, default=[4, 12, 64, 256],
+                        help="im2col budgets in MiB, besides unbounded (default 4 12 64 256: "
+                             "the CPU's and the GPU's defaults among them)")
     args = _common.parse_arguments(parser, argv)
     args.sizes = args.sizes or ([64, 128, 256] if args.quick else [64, 128, 256, 512])
     args.batches = args.batches or ([1, 2, 4, 8] if args.quick else [1, 2, 4, 8, 16])

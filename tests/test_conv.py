@@ -12,9 +12,13 @@ from hypothesis import strategies as st
 from minifcn import backend
 from minifcn.functional import conv as F
 from minifcn.functional.im2col import (
+    CPU_IM2COL_BUDGET,
+    GPU_IM2COL_BUDGET,
+    batch_chunks,
     col2im,
     conv_output_size,
     conv_transpose_output_size,
+    default_im2col_budget,
     im2col,
     im2col_budget,
 )
@@ -332,6 +336,54 @@ def test_a_small_im2col_budget_gives_the_same_results(bk, transposed, data, seed
             assert (layer._cache[0].cols is None) == (config.batch > 1)
     layer(bk.asarray(x))
     assert transposed or layer._cache[0].cols is not None
+    for a, e in zip(chunked, whole, strict=True):
+        assert_close(a, e, 1e-12)
+
+
+@given(batch=st.integers(1, 40), per_sample=st.integers(1, 500), budget=st.integers(1, 4000))
+def test_batch_chunks_are_the_fewest_that_fit_and_near_equal(batch, per_sample, budget):
+    """Consecutive chunks cover the batch once; each fits the budget (or is one sample);
+    no fewer chunks could fit; their sizes differ by at most one."""
+    with im2col_budget(budget):
+        chunks = batch_chunks(np, batch, per_sample)
+    assert chunks[0].start == 0 and chunks[-1].stop == batch
+    assert all(a.stop == b.start for a, b in zip(chunks[:-1], chunks[1:], strict=True))
+    sizes = [c.stop - c.start for c in chunks]
+    assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1
+    assert all(size == 1 or size * per_sample <= budget for size in sizes)
+    most_that_fit = max(1, budget // per_sample)
+    assert len(chunks) == -(-batch // most_that_fit)
+
+
+def test_the_default_budget_is_the_cpus_on_numpy_and_the_gpus_elsewhere():
+    """Small chunks on the CPU (cache-sized columns), large on the GPU (big GEMMs), unless
+    im2col_budget sets one for both."""
+    assert CPU_IM2COL_BUDGET < GPU_IM2COL_BUDGET
+    per_sample = CPU_IM2COL_BUDGET // 2  # two samples fill the CPU's budget
+    assert default_im2col_budget(np) == CPU_IM2COL_BUDGET
+    assert default_im2col_budget(strict_cupy) == GPU_IM2COL_BUDGET
+    assert len(batch_chunks(np, 8, per_sample)) == 4
+    assert len(batch_chunks(strict_cupy, 8, per_sample)) == 1
+    with im2col_budget(per_sample):
+        assert len(batch_chunks(np, 8, per_sample)) == len(batch_chunks(strict_cupy, 8,
+                                                                         per_sample)) == 8
+
+
+def test_a_conv_over_the_cpu_budget_runs_in_chunks_with_the_same_results():
+    """By default on NumPy, a batch whose columns exceed the CPU's budget is split (forward
+    keeps no ``cols``) and gives the results of one chunk, to float rounding."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 16, 64, 64))  # float64 columns: 4.5 MiB a sample
+    weight = rng.standard_normal((8, 16, 3, 3))
+    dy = rng.standard_normal((4, 8, 64, 64))
+    assert 4 * 16 * 9 * 64 * 64 * 8 > CPU_IM2COL_BUDGET
+    y, cache = F.conv2d_forward(x, weight, None, 1, 1)
+    assert cache.cols is None
+    chunked = (y, *F.conv2d_backward(dy, cache)[:2])
+    with im2col_budget(GPU_IM2COL_BUDGET):
+        y, cache = F.conv2d_forward(x, weight, None, 1, 1)
+        assert cache.cols is not None
+        whole = (y, *F.conv2d_backward(dy, cache)[:2])
     for a, e in zip(chunked, whole, strict=True):
         assert_close(a, e, 1e-12)
 

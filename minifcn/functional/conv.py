@@ -29,10 +29,12 @@ batched matrix product over a leading group axis (:func:`_group_matmul`); groups
 plain 2-D product. Depthwise is G = C (with F = k*C, a channel multiplier of k).
 
 Memory: the batch is split into chunks whose im2col buffer fits the budget of
-:func:`minifcn.functional.im2col.im2col_budget` (256 MiB by default). When the whole batch
-fits in one chunk, ``conv2d_forward`` keeps ``cols`` in its cache so backward needs no second
-im2col (measured: 3-11% of a forward+backward); otherwise backward recomputes it chunk by
-chunk. So the budget also bounds what each layer holds between its forward and backward.
+:func:`minifcn.functional.im2col.batch_chunks` (by default 12 MiB on the CPU, where the
+GEMM then reads columns still in the processor's cache, and 256 MiB on a GPU). When the
+whole batch fits in one chunk, ``conv2d_forward`` keeps ``cols`` in its cache so backward
+needs no second im2col (measured: 3-11% of a forward+backward); otherwise backward
+recomputes it chunk by chunk. So the budget also bounds what each layer holds between its
+forward and backward.
 
 ``conv2d_naive`` and ``conv_transpose2d_naive`` compute the same things from the textbook
 definitions, with loops. They are slow; they are here to read, and as test oracles.
@@ -204,7 +206,7 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, output
         output_size = conv_output_size((H, W), (KH, KW), stride, padding, dilation)
     W_mat = weight.reshape(F, -1)  # (F, C/G*KH*KW)
     y = xp.empty((N, F, *output_size), dtype=x.dtype)
-    chunks = batch_chunks(N, _cols_nbytes(C, (KH, KW), output_size, x.dtype))
+    chunks = batch_chunks(xp, N, _cols_nbytes(C, (KH, KW), output_size, x.dtype))
     for batch in chunks:
         cols = im2col(x[batch], (KH, KW), stride, padding, dilation, output_size)
         y_mat = _group_matmul(W_mat, cols, groups)
@@ -248,7 +250,7 @@ def conv2d_weight_grad(x, dy, kernel_size, stride=1, padding=0, dilation=1, cols
             give(dy_mat)
         return dW
     dW_mat = xp.zeros((F, math.prod(shape[1:])), dtype=dy.dtype)
-    for batch in batch_chunks(N, _cols_nbytes(C, kernel_size, output_size, x.dtype)):
+    for batch in batch_chunks(xp, N, _cols_nbytes(C, kernel_size, output_size, x.dtype)):
         cols = im2col(x[batch], kernel_size, stride, padding, dilation, output_size)
         dy_chunk = _to_matrix(dy[batch])
         dW_mat += _weight_grad_mat(dy_chunk, cols, groups)
@@ -298,7 +300,7 @@ def conv2d_input_grad(dy, weight, x_shape, stride=1, padding=0, dilation=1, grou
         return dx
     W_mat = weight.reshape(F, -1)
     dx = xp.empty((N, C, H, W), dtype=dy.dtype)
-    chunks = batch_chunks(N, _cols_nbytes(C, (KH, KW), output_size, dy.dtype))
+    chunks = batch_chunks(xp, N, _cols_nbytes(C, (KH, KW), output_size, dy.dtype))
     for batch in chunks:
         own = dy_mat is None or len(chunks) > 1
         chunk_mat = _to_matrix(dy[batch]) if own else dy_mat

@@ -23,9 +23,11 @@ Two calls, used by the convolutions only:
 NumPy only: on CuPy (and the strict stand-in) :func:`take` is ``xp.empty`` and :func:`give`
 does nothing, since CuPy's own memory pool already reuses device memory.
 
-Memory: the pool holds at most :data:`DEFAULT_POOL_BYTES` (256 MiB, the default im2col
-budget) of free buffers per thread, dropping the least recently given ones first; set it
-with :func:`set_pool_bytes` (0 turns the pool off) and empty it with :func:`clear`.
+Memory: the pool holds at most :data:`DEFAULT_POOL_BYTES` (256 MiB) of free buffers per
+thread, dropping the least recently given ones first; set it with :func:`set_pool_bytes` (0
+turns the pool off) and empty it with :func:`clear`. A step whose buffers add up to more
+than that page-faults the dropped ones in again every time: the CPU's small im2col budget
+(:data:`~minifcn.functional.im2col.CPU_IM2COL_BUDGET`) keeps them few and small.
 """
 
 from __future__ import annotations

@@ -373,10 +373,11 @@ def test_a_conv_over_the_cpu_budget_runs_in_chunks_with_the_same_results():
     """By default on NumPy, a batch whose columns exceed the CPU's budget is split (forward
     keeps no ``cols``) and gives the results of one chunk, to float rounding."""
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((4, 16, 64, 64))  # float64 columns: 4.5 MiB a sample
+    per_sample = 16 * 9 * 32 * 32 * 8  # float64 columns of one (16, 32, 32) sample
+    batch = CPU_IM2COL_BUDGET // per_sample + 2
+    x = rng.standard_normal((batch, 16, 32, 32))
     weight = rng.standard_normal((8, 16, 3, 3))
-    dy = rng.standard_normal((4, 8, 64, 64))
-    assert 4 * 16 * 9 * 64 * 64 * 8 > CPU_IM2COL_BUDGET
+    dy = rng.standard_normal((batch, 8, 32, 32))
     y, cache = F.conv2d_forward(x, weight, None, 1, 1)
     assert cache.cols is None
     chunked = (y, *F.conv2d_backward(dy, cache)[:2])

@@ -29,8 +29,8 @@ batched matrix product over a leading group axis (:func:`_group_matmul`); groups
 plain 2-D product. Depthwise is G = C (with F = k*C, a channel multiplier of k).
 
 Memory: the batch is split into chunks whose im2col buffer fits the budget of
-:func:`minifcn.functional.im2col.batch_chunks` (by default 12 MiB on the CPU, where the
-GEMM then reads columns still in the processor's cache, and 256 MiB on a GPU). When the
+:func:`minifcn.functional.im2col.batch_chunks` (by default 32 MiB on the CPU, where small
+buffers stay in the workspace and nearer the cache, and 256 MiB on a GPU). When the
 whole batch fits in one chunk, ``conv2d_forward`` keeps ``cols`` in its cache so backward
 needs no second im2col (measured: 3-11% of a forward+backward); otherwise backward
 recomputes it chunk by chunk. So the budget also bounds what each layer holds between its

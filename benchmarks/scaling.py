@@ -86,9 +86,9 @@ def main(argv=None) -> None:
     parser.add_argument("--budget-input", nargs=2, type=int, metavar=("N", "S"),
                         help="batch and image size of the budget study (default 8 256; "
                              "--quick: 8 128)")
-    parser.add_argument("--budgets", nargs="+", type=int, default=[4, 12, 64, 256],
-                        help="im2col budgets in MiB, besides unbounded (default 4 12 64 256: "
-                             "the CPU's and the GPU's defaults among them)")
+    parser.add_argument("--budgets", nargs="+", type=int, default=[32, 256],
+                        help="im2col budgets in MiB, besides unbounded (default 32 256: the "
+                             "CPU's and the GPU's defaults)")
     args = _common.parse_arguments(parser, argv)
     args.sizes = args.sizes or ([64, 128, 256] if args.quick else [64, 128, 256, 512])
     args.batches = args.batches or ([1, 2, 4, 8] if args.quick else [1, 2, 4, 8, 16])

@@ -86,7 +86,7 @@ otherwise."""
 
 CPU_IM2COL_BUDGET = 32 * 2**20
 """Bytes one ``cols`` buffer may take on the CPU (32 MiB) unless :func:`im2col_budget` says
-otherwise. Smaller chunks (2-12 MiB, nearer the L2 cache) made 64x64 steps 4-10% faster
+otherwise. Smaller budgets (2-12 MiB) made 64x64 steps 4-10% faster
 with one thread but anywhere from 3% faster to 17% slower with OpenBLAS's two threads."""
 
 _budget: int | None = None  # set by im2col_budget; None: the device's default
@@ -123,7 +123,7 @@ def im2col_budget(nbytes: int) -> Iterator[None]:
 def batch_chunks(xp, batch: int, bytes_per_sample: int) -> list[slice]:
     """Consecutive slices of ``range(batch)`` whose im2col buffers fit the budget on ``xp``'s
     device: the fewest chunks that fit, of sizes that differ by at most one (two chunks of
-    4 rather than one of 5 and one of 3, so that neither leaves the cache).
+    4 rather than one of 5 and one of 3: the largest buffer is as small as it can be).
 
     A single sample larger than the budget still goes alone in one chunk.
     """

@@ -356,8 +356,8 @@ def test_batch_chunks_are_the_fewest_that_fit_and_near_equal(batch, per_sample, 
 
 
 def test_the_default_budget_is_the_cpus_on_numpy_and_the_gpus_elsewhere():
-    """Small chunks on the CPU (cache-sized columns), large on the GPU (big GEMMs), unless
-    im2col_budget sets one for both."""
+    """Small chunks on the CPU (buffers the workspace can keep), large on a GPU (big
+    GEMMs), unless im2col_budget sets one for both."""
     assert CPU_IM2COL_BUDGET < GPU_IM2COL_BUDGET
     per_sample = CPU_IM2COL_BUDGET // 2  # two samples fill the CPU's budget
     assert default_im2col_budget(np) == CPU_IM2COL_BUDGET

@@ -9,6 +9,7 @@ import threading
 import numpy as np
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 import minifcn
 from minifcn.functional import conv as F
@@ -160,3 +161,13 @@ def test_a_bad_thread_variable_is_refused(monkeypatch, value):
     with pytest.raises(ValueError, match=rf"MINIFCN_NUM_THREADS must be an int >= 1, got "
                                          rf"'{value}'"):
         parallel._default_threads()
+
+
+@given(count=st.integers(0, 200), parts=st.integers(1, 50))
+def test_even_slices_cover_the_range_in_near_equal_consecutive_parts(count, parts):
+    slices = parallel.even_slices(count, parts)
+    assert len(slices) == parts
+    assert slices[0].start == 0 and slices[-1].stop == count
+    assert all(a.stop == b.start for a, b in zip(slices[:-1], slices[1:], strict=True))
+    sizes = [s.stop - s.start for s in slices]
+    assert max(sizes) - min(sizes) <= 1

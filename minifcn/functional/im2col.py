@@ -63,7 +63,7 @@ import contextlib
 from collections.abc import Iterator
 
 from ..backend import get_array_module, np
-from .parallel import for_blocks
+from .parallel import even_slices, for_blocks
 from .workspace import give, take
 
 __all__ = [
@@ -86,8 +86,8 @@ otherwise."""
 
 CPU_IM2COL_BUDGET = 32 * 2**20
 """Bytes one ``cols`` buffer may take on the CPU (32 MiB) unless :func:`im2col_budget` says
-otherwise. Smaller budgets (2-12 MiB) made 64x64 steps 4-10% faster
-with one thread but anywhere from 3% faster to 17% slower with OpenBLAS's two threads."""
+otherwise. Smaller budgets (2-12 MiB) made 64x64 steps 4-10% faster with one thread but
+anywhere from 3% faster to 17% slower with OpenBLAS's two threads."""
 
 _budget: int | None = None  # set by im2col_budget; None: the device's default
 
@@ -129,9 +129,7 @@ def batch_chunks(xp, batch: int, bytes_per_sample: int) -> list[slice]:
     """
     budget = default_im2col_budget(xp) if _budget is None else _budget
     per_chunk = max(1, budget // max(1, bytes_per_sample))
-    count = -(-batch // per_chunk)
-    bounds = [batch * i // count for i in range(count + 1)]
-    return [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:], strict=True)]
+    return even_slices(batch, -(-batch // per_chunk))  # the fewest chunks that fit
 
 
 def conv_output_size(size: Pair, kernel_size: Pair, stride: Pair, padding: Pair,

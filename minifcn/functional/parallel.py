@@ -36,7 +36,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ..backend import np
 
-__all__ = ["MIN_BYTES_PER_THREAD", "for_blocks", "get_num_threads", "set_num_threads"]
+__all__ = ["MIN_BYTES_PER_THREAD", "even_slices", "for_blocks", "get_num_threads",
+           "set_num_threads"]
 
 MIN_BYTES_PER_THREAD = 2 * 2**20
 """Below this much data per thread (2 MiB) a copy stays on fewer threads: starting a block
@@ -97,6 +98,13 @@ def _pool() -> ThreadPoolExecutor:
         return _executor
 
 
+def even_slices(count: int, parts: int) -> list[slice]:
+    """``range(count)`` cut into ``parts`` consecutive slices whose sizes differ by at most
+    one (10 into 4: 2, 3, 2, 3), so that the largest is as small as it can be."""
+    bounds = [count * k // parts for k in range(parts + 1)]
+    return [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
 def for_blocks(xp, count: int, nbytes: int, work: Callable[[int, int], None]) -> None:
     """Call ``work(start, stop)`` on consecutive blocks that cover ``range(count)``, the
     blocks at the same time on up to :func:`get_num_threads` threads.
@@ -116,12 +124,11 @@ def for_blocks(xp, count: int, nbytes: int, work: Callable[[int, int], None]) ->
     if xp is not np or threads <= 1:
         work(0, count)
         return
-    bounds = [count * k // threads for k in range(threads + 1)]
+    first, *rest = even_slices(count, threads)
     pool = _pool()
-    others = [pool.submit(work, start, stop) for start, stop in zip(bounds[1:-1], bounds[2:],
-                                                                     strict=True)]
+    others = [pool.submit(work, block.start, block.stop) for block in rest]
     try:
-        work(bounds[0], bounds[1])
+        work(first.start, first.stop)
     finally:
         for other in others:
             other.exception()  # wait for every block before anything is raised

@@ -24,7 +24,8 @@ from .. import backend
 from ..backend import get_array_module, is_array, to_device, to_numpy
 from ..checks import check_cache, check_grad, check_same_device
 
-__all__ = ["Module", "Parameter", "Sequential", "Identity", "accepts_unbatched", "trace_calls"]
+__all__ = ["Module", "Parameter", "RemovableHandle", "Sequential", "Identity", "accepts_unbatched",
+           "trace_calls"]
 
 # Callbacks that want to see every module call (``summary`` uses this to follow tensors
 # through any model, skip connections included). Empty in ordinary use.
@@ -68,6 +69,40 @@ class Parameter:
         return f"Parameter(shape={self.shape}, dtype={self.dtype}{frozen})"
 
 
+class RemovableHandle:
+    """What ``register_full_backward_hook`` returns: ``handle.remove()`` takes the hook off."""
+
+    def __init__(self, hooks: dict, key: int):
+        self._hooks, self._key = hooks, key
+
+    def remove(self) -> None:
+        self._hooks.pop(self._key, None)
+
+
+def _firing_backward_hooks(backward):
+    """``backward`` followed by the module's backward hooks, which see ``(dx,)`` and
+    ``(dy,)``. Only the outermost call of a module fires them: a subclass whose backward
+    calls ``super().backward`` is one backward, not two."""
+
+    @functools.wraps(backward)
+    def run(self, *args, **kwargs):
+        hooks = self.__dict__.get("_backward_hooks")
+        if not hooks or self.__dict__.get("_in_backward"):
+            return backward(self, *args, **kwargs)
+        object.__setattr__(self, "_in_backward", True)
+        try:
+            dx = backward(self, *args, **kwargs)
+        finally:
+            object.__setattr__(self, "_in_backward", False)
+        for hook in list(hooks.values()):
+            replaced = hook(self, (dx,), tuple(args[:1]) or tuple(kwargs.values())[:1])
+            if replaced is not None:
+                dx = replaced[0]
+        return dx
+
+    return run
+
+
 class Module:
     """Base class of every layer and model.
 
@@ -77,11 +112,36 @@ class Module:
 
     training: bool
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # Every backward a subclass writes fires the module's backward hooks when it is
+        # done (register_full_backward_hook); without hooks it costs one dict lookup.
+        if "backward" in cls.__dict__:
+            cls.backward = _firing_backward_hooks(cls.__dict__["backward"])
+
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
+
+    def register_full_backward_hook(self, hook: Callable) -> RemovableHandle:
+        """Call ``hook(module, grad_input, grad_output)`` each time this module's backward
+        has finished, as PyTorch's hook of the same name: ``grad_input`` is ``(dx,)``,
+        ``grad_output`` is ``(dy,)``. By then the module has added its parameters'
+        gradients into ``.grad``, which is what DistributedDataParallel waits for. A hook
+        may return a tuple ``(new_dx,)`` to replace ``dx``; it must not change its
+        arguments."""
+        if not callable(hook):
+            raise TypeError(f"{type(self).__name__}.register_full_backward_hook: expected a "
+                            f"callable, got {type(hook).__name__}")
+        hooks = self.__dict__.get("_backward_hooks")
+        if hooks is None:
+            hooks = OrderedDict()
+            object.__setattr__(self, "_backward_hooks", hooks)
+        key = max(hooks, default=-1) + 1
+        hooks[key] = hook
+        return RemovableHandle(hooks, key)
 
     # --- registration -------------------------------------------------------------------
     def __setattr__(self, name: str, value) -> None:

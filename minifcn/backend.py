@@ -26,6 +26,7 @@ __all__ = [
     "DeviceUnavailableError",
     "Generator",
     "array_module",
+    "cuda_runtime",
     "default_device",
     "derive_seed",
     "device_of",
@@ -83,6 +84,17 @@ def _import_cupy():
                                      f"{GPU_INSTALL_HINT}") from error
     register_array_module(cupy.ndarray, cupy, "gpu")
     return cupy
+
+
+def cuda_runtime():
+    """``cupy.cuda`` (streams, events) with CuPy's NCCL bindings loaded as ``.nccl``
+    (``.nccl.available`` says whether the NCCL library itself loaded): for the GPU
+    collectives of :mod:`minifcn.distributed`."""
+    _import_cupy()
+    import cupy.cuda
+    import cupy.cuda.nccl  # noqa: F401 -- makes cupy.cuda.nccl an attribute
+
+    return cupy.cuda
 
 
 def _gpu_module():

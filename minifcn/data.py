@@ -43,6 +43,7 @@ from .backend import (
     to_numpy,
 )
 from .checks import as_pair
+from .functional.parallel import even_slices
 
 __all__ = [
     "IGNORE_INDEX",
@@ -839,29 +840,44 @@ class DataLoader:
     - ``hflip`` / ``vflip``: flip left-right / upside-down with probability 1/2;
     - ``crop_padding=p``: pad by ``p`` pixels (images with 0, masks with void) and crop a
       random window of the original size: a random shift of up to ``p`` pixels;
+
     - ``augment``: your own ``augment(images, masks, rng) -> (images, masks)``, called on
-      each host batch after the above, with ``rng`` a :class:`minifcn.backend.Generator`.
+      each host batch after the above, with ``rng`` a :class:`minifcn.backend.Generator`
+      of its own for each batch, seeded from ``(seed, epoch, batch)``.
 
     A batch is gathered on the host (fancy indexing into ``dataset.images`` and
     ``dataset.masks`` when the dataset has them, else ``dataset[i]`` per sample), augmented
     there, vectorised over the batch, and moved to ``device`` once (default:
     ``backend.default_device()``). ``dtype`` is the images' float dtype (float32).
+
+    Data parallel (``num_replicas`` ranks, this one ``rank``; as PyTorch's
+    ``DistributedSampler``): ``batch_size`` stays the *global* batch, and each rank gets its
+    consecutive share of every batch, sizes differing by at most one (8 over 3 ranks: 3, 3,
+    2; a final short batch may leave a rank an empty share). Every rank draws the same order
+    and the whole batch's flips and shifts from ``(seed, epoch)`` and keeps its share, so
+    each image is augmented as it would be in one process. ``len(loader)`` counts global
+    batches, the same on every rank. A custom ``augment`` sees only the rank's share.
     """
 
     def __init__(self, dataset, batch_size: int = 16, shuffle: bool = False,
                  drop_last: bool = False, seed: int = 0, *, hflip: bool = False,
                  vflip: bool = False, crop_padding: int = 0,
-                 augment: Callable | None = None, device: str | None = None, dtype=None):
+                 augment: Callable | None = None, device: str | None = None, dtype=None,
+                 num_replicas: int = 1, rank: int = 0):
         where = f"DataLoader(batch_size={batch_size!r})"
         if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
             raise TypeError(f"{where}: dataset must support len() and indexing, got "
                             f"{type(dataset).__name__}")
         for name, value in (("batch_size", batch_size), ("seed", seed),
-                            ("crop_padding", crop_padding)):
+                            ("crop_padding", crop_padding), ("num_replicas", num_replicas),
+                            ("rank", rank)):
             if not isinstance(value, Integral) or isinstance(value, bool):
                 raise TypeError(f"{where}: {name} must be an int, got {value!r}")
         if batch_size < 1:
             raise ValueError(f"{where}: batch_size must be >= 1, got {batch_size}")
+        if num_replicas < 1 or not 0 <= rank < num_replicas:
+            raise ValueError(f"{where}: expected num_replicas >= 1 and 0 <= rank < "
+                             f"num_replicas, got num_replicas={num_replicas}, rank={rank}")
         if crop_padding < 0:
             raise ValueError(f"{where}: crop_padding must be >= 0, got {crop_padding}")
         if augment is not None and not callable(augment):
@@ -871,6 +887,7 @@ class DataLoader:
         self.batch_size, self.seed, self.crop_padding = int(batch_size), int(seed), crop_padding
         self.shuffle, self.drop_last = bool(shuffle), bool(drop_last)
         self.hflip, self.vflip, self.augment = bool(hflip), bool(vflip), augment
+        self.num_replicas, self.rank = int(num_replicas), int(rank)
         self.device = device or default_device()
         array_module(self.device)  # an unknown or unavailable device fails here, not mid-epoch
         self.dtype = resolve_dtype(dtype)
@@ -886,20 +903,26 @@ class DataLoader:
         self.epoch = int(epoch)
 
     def __iter__(self):
-        rng = Generator(derive_seed(self.seed, self.epoch))
+        epoch = self.epoch
         self.epoch += 1
-        return self._batches(rng)
+        return self._batches(epoch)
 
-    def _batches(self, rng: Generator):
+    def _batches(self, epoch: int):
+        rng = Generator(derive_seed(self.seed, epoch))
         n = len(self.dataset)
         order = rng.permutation(n) if self.shuffle else np.arange(n)
         for batch in range(len(self)):
-            images, masks = self._gather(order[batch * self.batch_size:
-                                               (batch + 1) * self.batch_size])
-            if self.hflip or self.vflip or self.crop_padding:
-                images, masks = self._flip_and_crop(images, masks, rng)
+            indices = order[batch * self.batch_size:(batch + 1) * self.batch_size]
+            share = even_slices(len(indices), self.num_replicas)[self.rank]
+            # The whole batch's draws, whatever this rank's share: the same stream on
+            # every rank, and each image's flips as in one process.
+            draws = self._draw_flips_and_shifts(len(indices), rng)
+            images, masks = self._gather(indices[share])
+            if draws is not None:
+                images, masks = self._flip_and_crop(images, masks, draws[share])
             if self.augment is not None:
-                images, masks = self.augment(images, masks, rng)
+                own_rng = Generator(derive_seed(self.seed, epoch, batch))
+                images, masks = self.augment(images, masks, own_rng)
             yield (to_device(np.asarray(images, dtype=self.dtype), self.device),
                    to_device(np.asarray(masks, dtype=np.int64), self.device))
 
@@ -917,8 +940,26 @@ class DataLoader:
         return (np.stack([to_numpy(image) for image, _ in pairs]),
                 np.stack([to_numpy(mask) for _, mask in pairs]))
 
-    def _flip_and_crop(self, images: np.ndarray, masks: np.ndarray, rng: Generator):
-        """Random flips and shifted crops, as one row index and one column index per sample.
+    def _draw_flips_and_shifts(self, batch: int, rng: Generator):
+        """The random part of flips and shifted crops for ``batch`` samples: a (batch, 4)
+        array of (row shift, column shift, upside down, left-right) per sample, or None
+        when the loader neither flips nor crops. The draws do not depend on the image
+        size, so a share of the rows applies to any share of the batch."""
+        if not (self.hflip or self.vflip or self.crop_padding):
+            return None
+        draws = np.zeros((batch, 4), dtype=np.int64)
+        pad = self.crop_padding
+        if pad:
+            draws[:, 0:1] = rng.integers(0, 2 * pad + 1, size=(batch, 1))
+            draws[:, 1:2] = rng.integers(0, 2 * pad + 1, size=(batch, 1))
+        if self.vflip:
+            draws[:, 2:3] = rng.random((batch, 1)) < 0.5
+        if self.hflip:
+            draws[:, 3:4] = rng.random((batch, 1)) < 0.5
+        return draws
+
+    def _flip_and_crop(self, images: np.ndarray, masks: np.ndarray, draws: np.ndarray):
+        """Flips and shifted crops, as one row index and one column index per sample.
 
         Output row ``i`` of sample ``b`` is input row ``rows[b, i]`` (the same for the image
         and its mask, which is what keeps them aligned); a flip reverses ``rows[b]``, a crop
@@ -926,20 +967,16 @@ class DataLoader:
         """
         batch, _, height, width = images.shape
         pad = self.crop_padding
-        rows = np.broadcast_to(np.arange(height), (batch, height))
-        cols = np.broadcast_to(np.arange(width), (batch, width))
+        rows = np.arange(height) + draws[:, 0:1]
+        cols = np.arange(width) + draws[:, 1:2]
+        rows = np.where(draws[:, 2:3] == 1, rows[:, ::-1], rows)
+        cols = np.where(draws[:, 3:4] == 1, cols[:, ::-1], cols)
         per_pixel = masks.ndim == 3  # (B,) image labels: a flip or shift leaves them as they are
         if pad:
             images = np.pad(images, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
             fill = getattr(self.dataset, "ignore_index", IGNORE_INDEX)
             if per_pixel:
                 masks = np.pad(masks, ((0, 0), (pad, pad), (pad, pad)), constant_values=fill)
-            rows = rows + rng.integers(0, 2 * pad + 1, size=(batch, 1))
-            cols = cols + rng.integers(0, 2 * pad + 1, size=(batch, 1))
-        if self.vflip:
-            rows = np.where(rng.random((batch, 1)) < 0.5, rows[:, ::-1], rows)
-        if self.hflip:
-            cols = np.where(rng.random((batch, 1)) < 0.5, cols[:, ::-1], cols)
         images = np.take_along_axis(images, rows[:, None, :, None], axis=2)
         images = np.take_along_axis(images, cols[:, None, None, :], axis=3)
         if per_pixel:

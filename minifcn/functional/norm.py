@@ -37,7 +37,10 @@ __all__ = [
     "channel_dot",
     "channel_sum",
     "check_batch_statistics",
+    "merge_moments",
     "per_channel",
+    "sync_batch_norm_backward",
+    "sync_batch_norm_forward",
 ]
 
 
@@ -56,6 +59,9 @@ class BatchNormCache:
         has_bias: whether a bias was given (dbias is None otherwise).
         running_mean, running_var: (C,) the updated running statistics (training with
             running statistics given); None otherwise.
+        count: M, the values per channel the statistics were taken over: N * H * W, or
+            for a batch spread over several processes (:func:`sync_batch_norm_forward`)
+            the whole batch's; None in evaluation.
     """
 
     training: bool
@@ -67,6 +73,7 @@ class BatchNormCache:
     has_bias: bool
     running_mean: object = None
     running_var: object = None
+    count: int | None = None
 
 
 def per_channel(v, shape):
@@ -127,6 +134,7 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, training: boo
     """
     xp = get_array_module(x, weight, bias, running_mean, running_var)
     # y = weight * (x - mean) * inv_std + bias, applied as one scale and one shift per channel.
+    M = None
     if training:
         check_batch_statistics("batch_norm_forward", x)
         N, _, H, W = x.shape
@@ -137,9 +145,7 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, training: boo
         centered = x - per_channel(mean, x.shape)
         sum_sq = channel_dot(centered, centered)
         inv_std = 1.0 / xp.sqrt(sum_sq / M + eps)
-        y = centered * per_channel(_scale(weight, inv_std), x.shape)
-        if bias is not None:
-            y += per_channel(bias, x.shape)
+        y = _normalized(centered, weight, bias, inv_std)
     else:
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm_forward: evaluation mode (training=False) needs "
@@ -153,11 +159,27 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, training: boo
 
     new_mean = new_var = None
     if training and running_mean is not None and running_var is not None:
-        new_mean = (1.0 - momentum) * running_mean + momentum * mean
-        new_var = (1.0 - momentum) * running_var + momentum * (sum_sq / (M - 1))
+        new_mean, new_var = _running_update(running_mean, running_var, momentum, mean,
+                                            sum_sq, M)
     cache = BatchNormCache(training, centered, None if training else x, mean, inv_std, weight,
-                           bias is not None, new_mean, new_var)
+                           bias is not None, new_mean, new_var, M)
     return y, cache
+
+
+def _normalized(centered, weight, bias, inv_std):
+    """``y = centered * weight * inv_std + bias``, per channel, as a new array."""
+    y = centered * per_channel(_scale(weight, inv_std), centered.shape)
+    if bias is not None:
+        y += per_channel(bias, centered.shape)
+    return y
+
+
+def _running_update(running_mean, running_var, momentum: float, mean, sum_sq, M: int):
+    """The running statistics after a batch of M values per channel with ``mean`` and
+    ``sum_sq`` (the sum of squared deviations); the variance kept is the unbiased one."""
+    new_mean = (1.0 - momentum) * running_mean + momentum * mean
+    new_var = (1.0 - momentum) * running_var + momentum * (sum_sq / (M - 1))
+    return new_mean, new_var
 
 
 def batch_norm_backward(dy, cache: BatchNormCache):
@@ -182,24 +204,127 @@ def batch_norm_backward(dy, cache: BatchNormCache):
     """
     sum_dy = channel_sum(dy)
     dbias = sum_dy if cache.has_bias else None
-    scale = _scale(cache.weight, cache.inv_std)
 
     if not cache.training:
-        dx = dy * per_channel(scale, dy.shape)
+        dx = dy * per_channel(_scale(cache.weight, cache.inv_std), dy.shape)
         dweight = None
         if cache.weight is not None:
             centered = cache.x - per_channel(cache.mean, dy.shape)
             dweight = channel_dot(dy, centered) * cache.inv_std
         return dx, dweight, dbias
 
-    N, _, H, W = dy.shape
-    M = N * H * W
     sum_dy_xhat = channel_dot(dy, cache.centered) * cache.inv_std
     dweight = sum_dy_xhat if cache.weight is not None else None
+    return _training_dx(dy, cache, sum_dy, sum_dy_xhat), dweight, dbias
+
+
+def _training_dx(dy, cache: BatchNormCache, sum_dy, sum_dy_xhat):
+    """dx of a forward with batch statistics, from the two per-channel sums over the M
+    values the statistics were taken over (``cache.count``)."""
+    M = cache.count
+    scale = _scale(cache.weight, cache.inv_std)
     # The closed form above, in four passes over one temporary:
     # dx = scale * (dy - (x - mean) * (inv_std * sum_dy_xhat / M) - sum_dy / M).
     dx = cache.centered * per_channel(cache.inv_std * sum_dy_xhat / M, dy.shape)
     dx += per_channel(sum_dy / M, dy.shape)
     get_array_module(dy).subtract(dy, dx, out=dx)
     dx *= per_channel(scale, dy.shape)
-    return dx, dweight, dbias
+    return dx
+
+
+# --- one batch spread over several processes (SyncBatchNorm) ---------------------------------
+#
+# Each process holds a shard of the batch. Normalizing each shard by its own statistics is
+# what plain data parallelism does; these two functions normalize every shard by the whole
+# batch's, so that N processes compute what one process computes on the whole batch. What
+# crosses between the processes is per channel only: three numbers forward, two backward.
+
+def merge_moments(counts, means, sums_sq):
+    """The count, mean and sum of squared deviations of a batch from those of its parts.
+
+    Args:
+        counts: (R,) values per channel in each part.
+        means: (R, C) each part's per-channel mean.
+        sums_sq: (R, C) each part's per-channel sum of squared deviations from its own mean.
+
+    Returns:
+        (M, mean, sum_sq): M = sum(counts); mean (C,); sum_sq (C,) about the whole mean.
+
+    The parallel form of the variance (Chan, Golub and LeVeque): the whole batch's spread
+    is the parts' own spreads plus how far each part's mean lies from the whole mean::
+
+        sum_sq = sum_r [ sums_sq[r] + counts[r] * (means[r] - mean)**2 ]
+
+    It only ever subtracts means from means, so it keeps the digits that E[x^2] - E[x]^2
+    would lose. A part with no values (count 0) adds nothing.
+    """
+    M = counts.sum()
+    weights = counts[:, None]
+    mean = (weights * means).sum(axis=0) / M
+    spread = weights * (means - mean) ** 2
+    return M, mean, (sums_sq + spread).sum(axis=0)
+
+
+def sync_batch_norm_forward(x, weight, bias, running_mean, running_var, momentum: float,
+                            eps: float, all_gather):
+    """Batch normalization in training over a batch spread across processes.
+
+    Args:
+        x: (N, C, H, W) this process's shard of the batch.
+        weight, bias, running_mean, running_var, momentum, eps: as :func:`batch_norm_forward`.
+        all_gather: ``all_gather(stats) -> gathered``: stats (3, C) float64 (this shard's
+            count, mean and sum of squared deviations) -> (R, 3, C), every process's, in
+            rank order. One collective per call.
+
+    Returns:
+        (y, cache) as :func:`batch_norm_forward` with ``training=True``, normalized by the
+        whole batch's mean and variance; ``cache.count`` is the whole batch's M.
+    """
+    xp = get_array_module(x, weight, bias, running_mean, running_var)
+    N, C, H, W = x.shape
+    n = N * H * W
+    local_mean = channel_sum(x) / max(n, 1)  # an empty shard still takes part, with count 0
+    centered = x - per_channel(local_mean, x.shape)
+    stats = xp.stack([xp.full(C, float(n)), local_mean.astype(xp.float64),
+                      channel_dot(centered, centered).astype(xp.float64)])
+    gathered = all_gather(stats)
+    M, mean, sum_sq = merge_moments(gathered[:, 0, 0], gathered[:, 1], gathered[:, 2])
+    M = int(M)
+    if M < 2:
+        raise ValueError(f"sync_batch_norm_forward: expected more than 1 value per channel "
+                         f"in the whole batch when training, got {M}")
+    # Re-center this shard on the whole batch's mean: the shift is per channel.
+    centered -= per_channel((mean.astype(x.dtype) - local_mean), x.shape)
+    inv_std = (1.0 / xp.sqrt(sum_sq / M + eps)).astype(x.dtype)
+    y = _normalized(centered, weight, bias, inv_std)
+    new_mean = new_var = None
+    if running_mean is not None and running_var is not None:
+        new_mean, new_var = _running_update(running_mean, running_var, momentum,
+                                            mean.astype(x.dtype), sum_sq.astype(x.dtype), M)
+    cache = BatchNormCache(True, centered, None, mean.astype(x.dtype), inv_std, weight,
+                           bias is not None, new_mean, new_var, M)
+    return y, cache
+
+
+def sync_batch_norm_backward(dy, cache: BatchNormCache, all_reduce):
+    """Gradients of :func:`sync_batch_norm_forward`.
+
+    Args:
+        dy: (N, C, H, W) upstream gradient of this shard.
+        cache: from the forward.
+        all_reduce: ``all_reduce(sums)``: sums (2, C) -> None, summed over the processes
+            in place. One collective per call.
+
+    Returns:
+        (dx, dweight, dbias): dx of this shard, from the whole batch's two sums (every
+        value's mean and variance depend on every shard); dweight and dbias from this
+        shard's sums only, since data parallelism adds (averages) parameter gradients
+        over the processes afterwards, and they would otherwise be counted N times.
+    """
+    sum_dy = channel_sum(dy)
+    sum_dy_xhat = channel_dot(dy, cache.centered) * cache.inv_std
+    dbias = sum_dy if cache.has_bias else None
+    dweight = sum_dy_xhat if cache.weight is not None else None
+    sums = get_array_module(dy).stack([sum_dy, sum_dy_xhat])
+    all_reduce(sums)
+    return _training_dx(dy, cache, sums[0], sums[1]), dweight, dbias

@@ -161,6 +161,23 @@ class CrossEntropyLoss(Module):
         self._cache = (cache, backward, unbatched, tuple(loss.shape), loss.dtype)
         return loss
 
+    @property
+    def mean_denominator(self):
+        """What the last ``"mean"`` forward divided the summed loss by (a 0-d array): the
+        number of pixels that were not ignored, or with ``weight`` the sum of their classes'
+        weights; for class-probability targets the number of pixels. Data-parallel training
+        needs it to turn the ranks' means into the whole batch's mean
+        (:func:`minifcn.nn.parallel.global_mean_loss`)."""
+        check_cache(self._where, self._cache)
+        cache, backward = self._cache[:2]
+        if self.reduction != "mean":
+            raise ValueError(f"{self._where}: mean_denominator is for reduction='mean', not "
+                             f"{self.reduction!r}")
+        if backward is cross_entropy_backward:
+            return cache[5]  # the summed weights of the pixels that count
+        xp = backend.get_array_module(cache[0])
+        return xp.asarray(float(cache[3]), dtype=cache[0].dtype)  # pixels, probability targets
+
     def _check_classes(self, target, C: int, unbatched: bool = False) -> None:
         """Every target is a class in [0, C) or ignore_index (one device -> host sync)."""
         bad = (target != self.ignore_index) & ((target < 0) | (target >= C))

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 from numbers import Integral, Real
 
-from .. import backend, checks
-from ..functional.norm import batch_norm_backward, batch_norm_forward, check_batch_statistics
+from .. import backend, checks, distributed
+from ..functional.norm import (
+    batch_norm_backward,
+    batch_norm_forward,
+    check_batch_statistics,
+    sync_batch_norm_backward,
+    sync_batch_norm_forward,
+)
 from .module import Module, Parameter
 
-__all__ = ["BatchNorm2d"]
+__all__ = ["BatchNorm2d", "SyncBatchNorm"]
 
 
 class BatchNorm2d(Module):
@@ -118,11 +125,8 @@ class BatchNorm2d(Module):
             raise ValueError(f"{self._where}: eps must be positive when normalizing with batch "
                              f"statistics (training, or track_running_stats=False), got "
                              f"{self.eps!r} (as in PyTorch)")
-        if use_batch_stats and x.size == 0:
-            return self._empty_batch(x)
-        if use_batch_stats:
-            check_batch_statistics(self._where, x)
-
+        if use_batch_stats and x.size:
+            self._check_batch_size(x)  # before counting: a refused batch is not counted
         update_running_stats = self.training and self.track_running_stats
         momentum = 0.0  # unused unless the running statistics are updated
         if update_running_stats:
@@ -132,37 +136,44 @@ class BatchNorm2d(Module):
             else:
                 momentum = float(self.momentum)
 
-        y, cache = batch_norm_forward(
-            x,
-            None if self.weight is None else self.weight.data,
-            None if self.bias is None else self.bias.data,
-            self.running_mean, self.running_var,
-            training=use_batch_stats, momentum=momentum, eps=float(self.eps))
-        if update_running_stats:
+        y, cache, backward = self._normalize(x, use_batch_stats, momentum)
+        if cache is not None and update_running_stats:
             self.running_mean[...] = cache.running_mean
             self.running_var[...] = cache.running_var
-        self._cache = (cache, tuple(y.shape), y.dtype)
+        self._cache = (cache, backward, tuple(y.shape), y.dtype)
         return y
 
-    def _empty_batch(self, x):
-        """A batch with no values, in a forward with batch statistics: there are no
-        statistics to take, so, as PyTorch, the output is empty and the running statistics
-        stay (the counter counts the batch)."""
-        if self.training and self.track_running_stats:
-            self.num_batches_tracked[...] += 1
-        self._cache = (None, tuple(x.shape), x.dtype)
-        return x.copy()
+    def _normalize(self, x, use_batch_stats: bool, momentum: float):
+        """(y, functional cache, the functional backward) for ``x``.
+
+        A batch with no values, in a forward with batch statistics, has no statistics to
+        take: as PyTorch, the output is empty and the running statistics stay (the counter
+        counts the batch); the cache is None."""
+        if use_batch_stats and x.size == 0:
+            return x.copy(), None, None
+        y, cache = batch_norm_forward(
+            x, *self._affine(), self.running_mean, self.running_var,
+            training=use_batch_stats, momentum=momentum, eps=float(self.eps))
+        return y, cache, batch_norm_backward
+
+    def _check_batch_size(self, x) -> None:
+        check_batch_statistics(self._where, x)
+
+    def _affine(self):
+        """(weight, bias) as arrays, None where the layer has none."""
+        return (None if self.weight is None else self.weight.data,
+                None if self.bias is None else self.bias.data)
 
     def backward(self, dy):
         """dy: (N, C, H, W) -> dx: (N, C, H, W); adds into weight.grad and bias.grad."""
         checks.check_cache(self._where, self._cache)
-        cache, shape, dtype = self._cache
+        cache, backward, shape, dtype = self._cache
         checks.check_grad(self._where, dy, shape, dtype)
         if cache is None:  # an empty batch: nothing reaches the parameters
             self._cache = None
             return dy.copy()
         checks.check_same_device(self._where, dy, cache.inv_std)
-        dx, dweight, dbias = batch_norm_backward(dy, cache)
+        dx, dweight, dbias = backward(dy, cache)
         for param, grad in ((self.weight, dweight), (self.bias, dbias)):
             if param is not None and param.requires_grad:
                 param.grad += grad
@@ -173,3 +184,87 @@ class BatchNorm2d(Module):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
                 f"affine={self.affine}, bias={self.bias is not None}, "
                 f"track_running_stats={self.track_running_stats}")
+
+
+class SyncBatchNorm(BatchNorm2d):
+    """Batch normalization whose training statistics are the whole batch's, when the batch
+    is spread over the ranks of a data-parallel run (``torch.nn.SyncBatchNorm``).
+
+    Each rank holds a shard of the batch. In training, the ranks exchange three numbers per
+    channel in forward (each shard's count, mean and sum of squared deviations; one
+    all-gather) and two in backward (the sums of ``dy`` and ``dy * xhat``; one all-reduce),
+    so every rank normalizes by the whole batch's mean and variance and N ranks on B/N
+    images each compute what one process computes on B. The gradients of ``weight`` and
+    ``bias`` stay each rank's own: DistributedDataParallel averages them with the others.
+
+    In evaluation (running statistics), or in a world of one, it is :class:`BatchNorm2d`
+    exactly, and it has the same arguments (plus ``process_group``), buffers and
+    state_dict keys, so checkpoints move freely between the two.
+    ``SyncBatchNorm.convert_sync_batchnorm(model)`` swaps it in for every BatchNorm2d.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = True, track_running_stats: bool = True, process_group=None,
+                 device=None, dtype=None, *, bias: bool = True):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats,
+                         device=device, dtype=dtype, bias=bias)
+        self._where = f"SyncBatchNorm({num_features!r})"
+        self.process_group = process_group
+
+    def _group(self):
+        """The ranks to synchronize with, or None when this forward needs no exchange
+        (evaluation, as in PyTorch, or a world of one)."""
+        if not self.training or distributed.get_world_size(self.process_group) == 1:
+            return None
+        return self.process_group or distributed._resolve(None)
+
+    def _check_batch_size(self, x) -> None:
+        if self._group() is None:  # synchronized, only the whole batch's count matters
+            super()._check_batch_size(x)
+
+    def _normalize(self, x, use_batch_stats: bool, momentum: float):
+        group = self._group()
+        if group is None:
+            return super()._normalize(x, use_batch_stats, momentum)
+        xp = backend.get_array_module(x)
+
+        def all_gather(stats):
+            gathered = xp.empty((group.size,) + tuple(stats.shape), dtype=stats.dtype)
+            group.all_gather_into_tensor(gathered.reshape(-1, stats.shape[1]), stats)
+            return gathered
+
+        # Even an empty shard takes part: the other ranks wait for its three numbers.
+        y, cache = sync_batch_norm_forward(x, *self._affine(), self.running_mean,
+                                           self.running_var, momentum, float(self.eps),
+                                           all_gather)
+        return y, cache, functools.partial(sync_batch_norm_backward,
+                                           all_reduce=group.all_reduce)
+
+    @classmethod
+    def convert_sync_batchnorm(cls, module: Module, process_group=None) -> Module:
+        """``module`` with every BatchNorm2d in it replaced by a SyncBatchNorm holding the
+        same parameters (the same ``Parameter`` objects) and buffers, in its mode.
+
+        Returns the converted module: a new one when ``module`` itself is a BatchNorm2d,
+        else ``module``, changed in place (as PyTorch)."""
+        if isinstance(module, BatchNorm2d) and not isinstance(module, SyncBatchNorm):
+            converted = cls(module.num_features, module.eps, module.momentum, module.affine,
+                            module.track_running_stats, process_group,
+                            device=backend.device_of(module._arrays()[0])
+                            if module._arrays() else None,
+                            dtype=module._arrays()[0].dtype if module._arrays() else None,
+                            bias=module.bias is not None or not module.affine)
+            for name in ("weight", "bias"):
+                if getattr(module, name) is not None:
+                    setattr(converted, name, getattr(module, name))
+            for name in ("running_mean", "running_var", "num_batches_tracked"):
+                if getattr(module, name) is not None:
+                    setattr(converted, name, getattr(module, name))
+            converted.train(module.training)
+            return converted
+        for name, child in list(module._modules.items()):
+            converted = cls.convert_sync_batchnorm(child, process_group)
+            if converted is not child:  # in the old one's place: Sequential keeps its order
+                module._modules[name] = converted
+                object.__setattr__(module, name, converted)
+        return module

@@ -24,13 +24,18 @@ import dataclasses
 import os
 import sys
 
-from . import backend
+from . import backend, distributed, launch
 from .backend import np
 
 __all__ = ["main"]
 
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError,
-               backend.DeviceUnavailableError)
+               backend.DeviceUnavailableError, distributed.DistributedUnavailableError)
+
+WORKERS_HELP = ("processes that share each batch, one per core at most: a number, or auto "
+                "for one per core (capped at the batch size); they run under mpiexec, "
+                "installed by pip install \"minifcn[mpi]\". Results equal one process's up "
+                "to float rounding (default: %(default)s)")
 
 
 # Train options that describe the run (TrainConfig fields). Their argparse default is None,
@@ -38,11 +43,13 @@ USER_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError,
 # default; the defaults themselves are TrainConfig's, stated in each help line.
 _RUN_OPTIONS = ("model", "epochs", "batch_size", "lr", "optimizer", "schedule", "weight_decay",
                 "image_size", "train_size", "val_size", "data", "num_classes", "class_names",
-                "upsample", "class_weights", "flip", "seed", "out", "layers", "init_from")
+                "upsample", "class_weights", "flip", "seed", "out", "init_from",
+                "sync_batchnorm")
 # What a resumed run may change: how long it runs, where it writes, where it computes,
-# where its data folder now is, and whose layer code computes (the same functions either
-# way). Anything else would no longer continue the same run.
-_RESUME_MAY_CHANGE = ("epochs", "out", "device", "data", "layers")
+# where its data folder now is, and how its ranks share batch norm (one process computes
+# the same either way). Anything else would no longer continue the same run. (--layers and
+# --workers are the command line's own, never saved: they may change too.)
+_RESUME_MAY_CHANGE = ("epochs", "out", "device", "data", "sync_batchnorm")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -144,6 +151,13 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--init-from", metavar="CKPT",
                        help="start an FCN's encoder, fc6 and fc7 from a classifier checkpoint "
                             "written by minifcn pretrain (default: from scratch)")
+    train.add_argument("--workers", default="1", metavar="N", help=WORKERS_HELP)
+    train.add_argument("--no-sync-bn", dest="sync_batchnorm", action="store_false",
+                       default=None,
+                       help="with several workers, each normalizes batch norm by its own "
+                            "share of the batch, as PyTorch's DDP does by default: faster, "
+                            "and no longer what one process computes (default: "
+                            "SyncBatchNorm, the whole batch's statistics)")
 
     pre = pretrain_config()
     pretrain = commands.add_parser(
@@ -171,6 +185,7 @@ def _parser() -> argparse.ArgumentParser:
                           help="continue the run saved in this checkpoint (default: a new run)")
     pretrain.add_argument("--quiet", action="store_true",
                           help="no progress bars (default: progress bars on)")
+    pretrain.add_argument("--workers", default="1", metavar="N", help=WORKERS_HELP)
 
     evaluate = commands.add_parser(
         "evaluate", help="metrics of a checkpoint",
@@ -183,6 +198,9 @@ def _parser() -> argparse.ArgumentParser:
                                "checkpoint's own data: its --data folder or toy shapes)")
     evaluate.add_argument("--device", default="cpu", choices=list(backend.DEVICES),
                           help="where to compute (default: %(default)s)")
+    evaluate.add_argument("--workers", default="1", metavar="N",
+                          help="processes that share the images: a number, or auto for one "
+                               "per core (default: %(default)s)")
 
     predict = commands.add_parser(
         "predict", help="coloured masks for images",
@@ -282,30 +300,46 @@ def _resumed_config(path: str, given: dict, device: str):
                          f"with another --out")
     config = dict(saved, device=device, out=os.path.dirname(path) or ".")
     config.update({name: given[name] for name in _RESUME_MAY_CHANGE if name in given})
-    return TrainConfig(**config)
+    return TrainConfig.from_saved(config)
 
 
-def _train(args) -> None:
-    from .train import TrainConfig, train
+def _train_config(args):
+    """The TrainConfig of ``minifcn train``'s arguments (a resumed run's, from its
+    checkpoint, with what may change)."""
+    from .train import TrainConfig
 
     given = _given(args)
     if args.resume is not None:
-        config = _resumed_config(args.resume, given, args.device)
-    else:
-        config = TrainConfig(**given, device=args.device)
-    train(config, resume=args.resume, progress=not args.quiet)
+        return _resumed_config(args.resume, given, args.device)
+    return TrainConfig(**given, device=args.device)
+
+
+def _train(args) -> None:
+    from .train import train
+
+    prepare = None
+    if args.layers is not None:
+        from .exercises.capstone import layers_preparer
+
+        prepare = layers_preparer(args.layers)
+    train(_train_config(args), resume=args.resume, progress=not args.quiet, prepare=prepare)
+
+
+def _pretrain_config(args):
+    from .train import pretrain_config
+
+    return pretrain_config(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                           optimizer=args.optimizer, schedule=args.schedule,
+                           weight_decay=args.weight_decay, image_size=args.image_size,
+                           train_size=args.train_size, val_size=args.val_size,
+                           seed=args.seed, device=args.device, out=args.out,
+                           flip=not args.no_flip)
 
 
 def _pretrain(args) -> None:
-    from .train import pretrain_config, train
+    from .train import train
 
-    config = pretrain_config(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                             optimizer=args.optimizer, schedule=args.schedule,
-                             weight_decay=args.weight_decay, image_size=args.image_size,
-                             train_size=args.train_size, val_size=args.val_size,
-                             seed=args.seed, device=args.device, out=args.out,
-                             flip=not args.no_flip)
-    train(config, resume=args.resume, progress=not args.quiet)
+    train(_pretrain_config(args), resume=args.resume, progress=not args.quiet)
 
 
 def _load_model(path: str, device: str):
@@ -313,7 +347,7 @@ def _load_model(path: str, device: str):
     from .train import TrainConfig, build_for_config
 
     state = load_checkpoint(path)
-    config = TrainConfig(**state.config)
+    config = TrainConfig.from_saved(state.config)
     model = build_for_config(dataclasses.replace(config, device=device))
     model.load_state_dict(state.model_state)
     return model.eval(), config
@@ -324,17 +358,21 @@ def _evaluate(args) -> None:
     from .train import evaluate, evaluate_classifier
 
     model, config = _load_model(args.checkpoint, args.device)
+    # With several ranks each scores its share of every batch and the counts are summed;
+    # rank 0 prints.
+    shares = dict(num_replicas=distributed.get_world_size(), rank=distributed.get_rank())
+    say = print if distributed.get_rank() == 0 else (lambda *args, **kwargs: None)
     if config.is_classifier:
         if args.data is not None:
             raise ValueError("--data is for segmenters; this checkpoint holds the classifier")
         dataset = ShapeLabels(config.val_size, config.image_size, config.seed, split="val")
         results = evaluate_classifier(model, DataLoader(dataset, config.batch_size,
-                                                        device=args.device))
-        print(f"{config.model} on {len(dataset)} validation images")
-        print(f"  {'accuracy':<24}{results['accuracy']:.4f}")
-        print(f"  {'mean accuracy':<24}{results['mean_acc']:.4f}")
+                                                        device=args.device, **shares))
+        say(f"{config.model} on {len(dataset)} validation images")
+        say(f"  {'accuracy':<24}{results['accuracy']:.4f}")
+        say(f"  {'mean accuracy':<24}{results['mean_acc']:.4f}")
         for name, value in zip(dataset.classes, results["per_class_acc"], strict=True):
-            print(f"    {name:<22}{value:.4f}")
+            say(f"    {name:<22}{value:.4f}")
         return
     data = args.data if args.data is not None else config.data
     if data is not None:
@@ -344,18 +382,18 @@ def _evaluate(args) -> None:
                                      classes=config.class_names or None)
     else:
         dataset = Shapes(config.val_size, config.image_size, config.seed, split="val")
-    results = evaluate(model, DataLoader(dataset, config.batch_size, device=args.device),
-                       model.num_classes)
-    print(f"{config.model} on {len(dataset)} validation images"
-          + (f" of {data}" if data is not None else ""))
+    results = evaluate(model, DataLoader(dataset, config.batch_size, device=args.device,
+                                         **shares), model.num_classes)
+    say(f"{config.model} on {len(dataset)} validation images"
+        + (f" of {data}" if data is not None else ""))
     for key, label in (("pixel_acc", "pixel accuracy"), ("mean_acc", "mean accuracy"),
                        ("mean_iou", "mean IoU"), ("fw_iou", "frequency-weighted IoU")):
-        print(f"  {label:<24}{results[key]:.4f}")
-    print("  per-class IoU:")
+        say(f"  {label:<24}{results[key]:.4f}")
+    say("  per-class IoU:")
     names = config.class_names or dataset.classes
     width = max(22, max(map(len, names)) + 2)
     for name, iou in zip(names, results["per_class_iou"], strict=True):
-        print(f"    {name:<{width}}{'absent' if np.isnan(iou) else f'{iou:.4f}'}")
+        say(f"    {name:<{width}}{'absent' if np.isnan(iou) else f'{iou:.4f}'}")
 
 
 def _predict(args) -> None:
@@ -442,14 +480,21 @@ def _course(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
     from .train import TrainingDiverged
 
     command = {"train": _train, "pretrain": _pretrain, "evaluate": _evaluate,
                "predict": _predict, "exercises": _exercises, "course": _course}[args.command]
+    errors = (*USER_ERRORS, TrainingDiverged)
+    if distributed.launched_world_size() > 1:  # one of the ranks mpiexec started
+        return launch.run_rank(args.command, lambda: _as_rank(command, args), errors)
     try:
+        workers = _workers(args)
+        if workers > 1:
+            return launch.run_workers(args.command, argv, workers)
         status = command(args)
-    except (*USER_ERRORS, TrainingDiverged) as error:
+    except errors as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"minifcn {args.command}: error: {message}", file=sys.stderr)
         return 1
@@ -457,3 +502,33 @@ def main(argv: list[str] | None = None) -> int:
         print(f"minifcn {args.command}: interrupted", file=sys.stderr)
         return 130
     return status or 0
+
+
+def _workers(args) -> int:
+    """How many ranks the command asks for (1 for commands without --workers). Before
+    starting several, the run's settings are checked here, so that a mistake is one line
+    from this process rather than the same line from every rank."""
+    if getattr(args, "workers", None) in (None, "1"):
+        return 1
+    if args.command in ("train", "pretrain"):
+        from .train import check_world_size
+
+        config = _train_config(args) if args.command == "train" else _pretrain_config(args)
+        config.validate()
+        workers = launch.resolve_workers(args.workers, config.batch_size)
+        check_world_size(config, workers)
+        return workers
+    return launch.resolve_workers(args.workers)
+
+
+def _as_rank(command, args):
+    """Run ``command`` in one of the ranks of a ``mpiexec -n N`` run."""
+    launched = distributed.launched_world_size()
+    given = getattr(args, "workers", None)
+    if given is None:
+        raise ValueError(f"minifcn {args.command} runs in one process; it was started as "
+                         f"{launched} ranks (mpiexec -n {launched})")
+    if given not in ("auto", "1") and given != str(launched):
+        raise ValueError(f"--workers {given} but mpiexec started {launched} ranks; give "
+                         f"one of the two")
+    return command(args)

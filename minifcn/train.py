@@ -12,6 +12,13 @@ One training step is the whole framework in five lines:
 The same loop trains the image classifier (``minifcn pretrain``, ``config.model ==
 "classifier"``) on :class:`~minifcn.data.ShapeLabels`, with one label per image, scored by
 accuracy; ``init_from`` starts an FCN from such a classifier (Long et al.'s recipe).
+
+Data parallel: started as N MPI ranks (``mpiexec -n N minifcn train``, or ``minifcn train
+--workers N``, after :func:`minifcn.distributed.init_process_group`), the same loop runs on
+every rank, each on its share of every batch (``--batch-size`` stays the whole batch); the
+model is wrapped in :class:`~minifcn.nn.parallel.DistributedDataParallel`, its batch norms
+synchronized (:class:`~minifcn.nn.SyncBatchNorm`), and the loss is the whole batch's mean,
+so N ranks train what one process trains. Only rank 0 logs and writes files.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 
-from . import backend
+from . import backend, distributed
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import (
     IGNORE_INDEX,
@@ -34,9 +41,11 @@ from .data import (
     Shapes,
     median_frequency_weights,
 )
+from .functional.parallel import even_slices
 from .metrics import ConfusionMatrix
 from .models import CLASSIFIERS, MODELS, build_model
-from .nn import CrossEntropyLoss
+from .nn import CrossEntropyLoss, SyncBatchNorm
+from .nn.parallel import DistributedDataParallel, global_mean_loss
 from .optim import SGD, Adam, make_scheduler
 
 __all__ = ["METRIC_COLUMNS", "PRETRAIN_COLUMNS", "RECIPES", "SHARED_RECIPE", "TrainConfig",
@@ -110,8 +119,18 @@ class TrainConfig:
     num_classes: int = 0  # 0: as many as the data has (see SegmentationFolder)
     class_names: list[str] | None = None  # None: the data's own; saved for evaluate
     model_options: dict = field(default_factory=dict)
-    layers: str | None = None  # a folder of exercise files whose layers replace minifcn's
     init_from: str | None = None  # a classifier checkpoint an FCN starts from
+    # With several ranks: batch norm over the whole batch (SyncBatchNorm), so that N ranks
+    # compute what one process computes; False: each rank normalizes by its own share, as
+    # PyTorch's DDP does unless told otherwise. One process is the same either way.
+    sync_batchnorm: bool = True
+
+    @classmethod
+    def from_saved(cls, saved: dict) -> TrainConfig:
+        """The config a checkpoint saved, leaving out settings that minifcn no longer has
+        (``layers``, saved before 2026-12-06, is now the command line's alone)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in saved.items() if k in names})
 
     @property
     def is_classifier(self) -> bool:
@@ -164,9 +183,6 @@ class TrainConfig:
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"unknown optimizer {self.optimizer!r}: expected adam or sgd")
         backend.array_module(self.device)  # a clear error when the GPU is not there
-        if self.layers is not None and not os.path.isdir(self.layers):
-            raise ValueError(f"--layers: {self.layers} is not a folder; it should hold your "
-                             f"exercise files (minifcn exercises start NAME writes them there)")
 
 
 def pretrain_config(**changes) -> TrainConfig:
@@ -219,18 +235,38 @@ def _make_optimizer(config: TrainConfig, model):
 def _confusion_and_loss(model, loader, confusion: ConfusionMatrix, criterion) -> float | None:
     """Fill ``confusion`` with the model's argmax against each batch's targets, in
     evaluation mode (running batch-norm statistics, no dropout), and leave the model in
-    the mode it came in; returns the mean of ``criterion`` over the batches, or None."""
+    the mode it came in; returns the mean of ``criterion`` over the batches, or None.
+
+    A loader sharded over the ranks (``num_replicas > 1``) is evaluated by all of them, each
+    on its share of every batch: the confusion counts are summed over the ranks, and each
+    batch's loss is put together from the shares' sums (:func:`global_mean_loss`'s rule),
+    so every rank returns what one process computes on the whole loader."""
     was_training = model.training
     model.eval()
-    total_loss, batches = 0.0, 0
-    for inputs, targets in loader:
+    shared = loader.num_replicas > 1
+    # Per batch: (the share's loss times what its mean divided by, that divisor); one
+    # process needs no divisor: (loss, 1).
+    sums = backend.np.zeros((len(loader), 2))
+    for batch, (inputs, targets) in enumerate(loader):
+        if inputs.shape[0] == 0:
+            continue  # a short last batch left this rank nothing
         scores = model(inputs)
         if criterion is not None:
-            total_loss += float(criterion(scores, targets))
-            batches += 1
+            loss = float(criterion(scores, targets))
+            weight = float(criterion.mean_denominator) if shared else 1.0
+            sums[batch] = (loss * weight if weight else 0.0, weight)
         confusion.update(scores.argmax(axis=1), targets)
     model.train(was_training)
-    return None if criterion is None else total_loss / max(batches, 1)
+    if shared:
+        world = distributed._resolve(None)
+        world.all_reduce(confusion.matrix)
+        world.all_reduce(sums)
+    if criterion is None:
+        return None
+    total = 0.0
+    for loss_sum, weight in sums.tolist():  # in order, as one process adds them
+        total += loss_sum / weight if weight else float("nan")  # all void: NaN, as PyTorch
+    return total / max(len(loader), 1)
 
 
 def evaluate(model, loader, num_classes: int, criterion=None) -> dict:
@@ -293,57 +329,96 @@ def _read_metrics(path: str) -> list[dict]:
                 for row in csv.DictReader(f)]
 
 
+class _Output:
+    """What a run shows and writes: log lines, progress bars, metrics.csv, checkpoints and
+    figures. In a data-parallel run every rank computes the same run; only rank 0 shows and
+    writes, and this is the one place that asks which rank this is."""
+
+    def __init__(self, log, progress: bool):
+        self.writes = distributed.get_rank() == 0
+        self.log = log if self.writes else (lambda *args, **kwargs: None)
+        self.progress = progress and self.writes
+
+    def folder(self, config: TrainConfig) -> None:
+        if self.writes:
+            os.makedirs(config.out, exist_ok=True)
+
+    def metrics(self, config: TrainConfig, rows: list, task: _Task) -> None:
+        if self.writes:
+            _write_metrics(os.path.join(config.out, "metrics.csv"), rows, task.columns)
+
+    def checkpoint(self, name: str, config, model, optimizer, scheduler, epoch, row) -> None:
+        if self.writes:
+            _save(config, model, optimizer, scheduler, epoch, row, name)
+
+    def figures(self, config, model, val_set, rows, task: _Task) -> None:
+        if self.writes:
+            _figures(config, model, val_set, rows, self.log, task)
+
+
 def train(config: TrainConfig, resume: str | None = None, progress: bool = True,
-          log=print) -> dict:
+          log=print, prepare=None) -> dict:
     """Train ``config.model``; write metrics.csv, checkpoints and figures to ``config.out``.
 
     With ``resume`` (a checkpoint's path) the run continues from that checkpoint with its
-    saved settings, except ``epochs``, ``out`` and ``device``, taken from ``config``, and
-    ``data``, taken from ``config`` when set there (the same folder in a new place). When
-    the checkpoint has already reached ``config.epochs``, nothing is trained: a message
-    says how to continue, and the checkpoint's metrics are returned.
+    saved settings, except ``epochs``, ``out``, ``device`` and ``sync_batchnorm``, taken
+    from ``config``, and ``data``, taken from ``config`` when set there (the same folder in
+    a new place). When the checkpoint has already reached ``config.epochs``, nothing is
+    trained: a message says how to continue, and the checkpoint's metrics are returned.
 
     A segmenter is scored by mean IoU, the classifier (``minifcn pretrain``) by accuracy;
     best.npz keeps the epoch with the highest. With ``config.init_from`` an FCN starts
     from that classifier checkpoint (not when resuming: the checkpoint holds it already).
 
+    ``prepare(model, criterion, log) -> criterion``, when given, runs once the model and
+    the loss are built, before any training: the command line's ``--layers`` swaps a
+    learner's layer functions in there.
+
+    In a data-parallel run (see the module docstring) every rank calls this with the same
+    arguments. The checkpoints are what one process writes, so a run may resume with any
+    number of ranks.
+
     Returns the last epoch's metrics row. Raises :class:`TrainingDiverged` (after keeping
     the last good checkpoint) when the loss stops being finite.
     """
+    out = _Output(log, progress)
+    world, rank = distributed.get_world_size(), distributed.get_rank()
     start_epoch, state = 0, None
     if resume is not None:
         state = load_checkpoint(resume)
         saved = dict(state.config)
-        saved.update(epochs=config.epochs, out=config.out, device=config.device)
+        saved.update(epochs=config.epochs, out=config.out, device=config.device,
+                     sync_batchnorm=config.sync_batchnorm)
         if config.data is not None and saved.get("data") is not None:
             saved["data"] = config.data
-        config = TrainConfig(**saved)
+        config = TrainConfig.from_saved(saved)
         start_epoch = state.epoch + 1
         if start_epoch >= config.epochs:
             more = max(1, start_epoch // 2)
-            log(f"nothing to train: {resume} has finished epoch {start_epoch} and --epochs is "
-                f"{config.epochs}. To train {more} more, pass --epochs {start_epoch + more} "
-                f"(the learning-rate schedule then spans {start_epoch + more} epochs).")
+            out.log(f"nothing to train: {resume} has finished epoch {start_epoch} and --epochs "
+                    f"is {config.epochs}. To train {more} more, pass --epochs "
+                    f"{start_epoch + more} (the learning-rate schedule then spans "
+                    f"{start_epoch + more} epochs).")
             return dict(state.metrics)
     config.validate()
-    os.makedirs(config.out, exist_ok=True)
+    check_world_size(config, world)
+    out.folder(config)
     backend.manual_seed(config.seed)
 
-    train_set, val_set = _datasets(config, log, "--class-names" if state is None
+    train_set, val_set = _datasets(config, out.log, "--class-names" if state is None
                                    else f"the names saved in {resume}")
     num_classes = train_set.num_classes
     config = dataclasses.replace(config, num_classes=num_classes,
                                  class_names=list(train_set.classes))
     task = _CLASSIFICATION if config.is_classifier else _SEGMENTATION
-    model = build_for_config(config)
+    net = build_for_config(config)  # the model itself; ``model`` below may wrap it
     if config.init_from is not None and state is None:
-        log(_init_from_classifier(model, config))
-    optimizer = _make_optimizer(config, model)
+        out.log(_init_from_classifier(net, config))
+    shares = dict(num_replicas=world, rank=rank)  # each rank's share of every batch
     train_loader = DataLoader(train_set, config.batch_size, shuffle=True, drop_last=True,
-                              seed=config.seed, hflip=config.flip, device=config.device)
-    val_loader = DataLoader(val_set, config.batch_size, device=config.device)
-    scheduler = make_scheduler(config.schedule, optimizer,
-                               total_steps=config.epochs * len(train_loader))
+                              seed=config.seed, hflip=config.flip, device=config.device,
+                              **shares)
+    val_loader = DataLoader(val_set, config.batch_size, device=config.device, **shares)
     weight = None
     if config.class_weights:
         masks = getattr(train_set, "masks", None)
@@ -352,31 +427,39 @@ def train(config: TrainConfig, resume: str | None = None, progress: bool = True,
         host_weight = median_frequency_weights(masks, num_classes, train_set.ignore_index)
         weight = backend.to_device(host_weight.astype("float32"), config.device)
     criterion = CrossEntropyLoss(weight=weight, ignore_index=train_set.ignore_index)
-    _skip_needless_work(model, criterion, config)
-    if config.layers is not None:
-        criterion = _use_learner_layers(config, model, criterion, log)
+    _skip_needless_work(net, criterion, config)
+    if prepare is not None:
+        criterion = prepare(net, criterion, out.log)
 
     rows = []
     if state is not None:
-        model.load_state_dict(state.model_state)
-        optimizer.load_state_dict(state.optimizer_state)
-        optimizer.to(config.device)
-        scheduler.load_state_dict(state.extra["scheduler"])
+        net.load_state_dict(state.model_state)
         train_loader.set_epoch(start_epoch)
         rows = [r for r in _read_metrics(os.path.join(config.out, "metrics.csv"))
                 if r["epoch"] <= state.epoch + 1]  # rows count epochs from 1
+    model = net
+    if world > 1:
+        model = _data_parallel(net, config, world, out.log)
+    optimizer = _make_optimizer(config, net)
+    scheduler = make_scheduler(config.schedule, optimizer,
+                               total_steps=config.epochs * len(train_loader))
+    if state is not None:
+        optimizer.load_state_dict(state.optimizer_state)
+        optimizer.to(config.device)
+        scheduler.load_state_dict(state.extra["scheduler"])
     best = max((r[task.score] for r in rows), default=-1.0)
+    my_rows = even_slices(config.batch_size, world)[rank]
 
     for epoch in range(start_epoch, config.epochs):
         started = time.perf_counter()
-        _reseed_generators(model, config.seed, epoch)
-        batches = _progress(train_loader, f"epoch {epoch + 1}/{config.epochs}", progress)
+        _reseed_generators(net, config.seed, epoch, my_rows, config.batch_size)
+        batches = _progress(train_loader, f"epoch {epoch + 1}/{config.epochs}", out.progress)
         with warnings.catch_warnings():
             # A diverging run overflows on its way to NaN; the finite-loss checks report that
             # once, with advice, instead of a screenful of NumPy warnings.
             warnings.simplefilter("ignore", RuntimeWarning)
             train_loss = _train_epoch(model, criterion, optimizer, scheduler, batches,
-                                      config, epoch, progress)
+                                      config, epoch, out.progress)
             val = (evaluate_classifier(model, val_loader, criterion) if config.is_classifier
                    else evaluate(model, val_loader, num_classes, criterion))
         if not math.isfinite(val["loss"]):
@@ -386,35 +469,41 @@ def train(config: TrainConfig, resume: str | None = None, progress: bool = True,
                **{k: val[k] for k in task.columns[3:-1]},
                "seconds": time.perf_counter() - started}
         rows.append(row)
-        log(f"epoch {epoch + 1}/{config.epochs}: train loss {row['train_loss']:.4f}, "
-            f"val loss {row['val_loss']:.4f}, "
-            + ", ".join(f"{label} {row[k]:.4f}" for k, label in reversed(task.measures))
-            + f" ({row['seconds']:.1f} s)")
-        _write_metrics(os.path.join(config.out, "metrics.csv"), rows, task.columns)
-        _save(config, model, optimizer, scheduler, epoch, row, "checkpoint.npz")
+        out.log(f"epoch {epoch + 1}/{config.epochs}: train loss {row['train_loss']:.4f}, "
+                f"val loss {row['val_loss']:.4f}, "
+                + ", ".join(f"{label} {row[k]:.4f}" for k, label in reversed(task.measures))
+                + f" ({row['seconds']:.1f} s)")
+        out.metrics(config, rows, task)
+        out.checkpoint("checkpoint.npz", config, net, optimizer, scheduler, epoch, row)
         if row[task.score] > best:
             best = row[task.score]
-            _save(config, model, optimizer, scheduler, epoch, row, "best.npz")
+            out.checkpoint("best.npz", config, net, optimizer, scheduler, epoch, row)
 
-    _figures(config, model, val_set, rows, log, task)
+    out.figures(config, net, val_set, rows, task)
     return rows[-1] if rows else {}
 
 
-def _use_learner_layers(config: TrainConfig, model, criterion, log):
-    """The capstone: the learner's functions inside the model's layers (and the loss)."""
-    from .exercises.capstone import load_layers, use_layers
-    from .exercises.tasks.capstone import layer_table
+def check_world_size(config: TrainConfig, world: int) -> None:
+    """Every rank needs at least one image of every batch: ``world <= batch_size``."""
+    if world > config.batch_size:
+        raise ValueError(f"--batch-size {config.batch_size} cannot be shared by {world} "
+                         f"ranks: each needs at least one image of every batch; use at "
+                         f"most {config.batch_size} workers, or a larger --batch-size")
 
-    layers = load_layers(config.layers)
-    rows = use_layers(model, layers)
-    log(f"layers from {config.layers}:")
-    for exercise, source in layers.sources.items():
-        log(f"  {exercise:<18}{source}")
-    criterion = layers.criterion(criterion)
-    loss_source = "yours" if layers.has("cross_entropy") else "minifcn's"
-    log(f"  {'the loss':<18}{loss_source}")
-    log("the model's layers:\n" + layer_table(rows))
-    return criterion
+
+def _data_parallel(net, config: TrainConfig, world: int, log) -> DistributedDataParallel:
+    """``net`` (changed in place) inside DistributedDataParallel, its batch norms
+    synchronized unless the config says otherwise."""
+    if config.sync_batchnorm:
+        SyncBatchNorm.convert_sync_batchnorm(net)  # the model's root is never a batch norm
+    smallest, largest = config.batch_size // world, -(-config.batch_size // world)
+    share = f"{smallest}" if smallest == largest else f"{smallest}-{largest}"
+    log(f"{world} ranks, {share} images each of every batch of {config.batch_size}; batch "
+        f"norm over " + ("the whole batch (SyncBatchNorm)" if config.sync_batchnorm
+                         else "each rank's share"))
+    # With SyncBatchNorm every rank's running statistics are the whole batch's already:
+    # there is nothing to copy from rank 0 before each forward.
+    return DistributedDataParallel(net, broadcast_buffers=not config.sync_batchnorm)
 
 
 def _init_from_classifier(model, config: TrainConfig) -> str:
@@ -427,7 +516,7 @@ def _init_from_classifier(model, config: TrainConfig) -> str:
     if saved.model_name not in CLASSIFIERS:
         raise ValueError(f"--init-from {path}: holds a {saved.model_name} model, not a "
                          f"classifier (train one with minifcn pretrain)")
-    classifier_config = TrainConfig(**{**saved.config, "device": config.device})
+    classifier_config = TrainConfig.from_saved({**saved.config, "device": config.device})
     classifier = build_for_config(classifier_config)
     classifier.load_state_dict(saved.model_state)
     try:
@@ -456,12 +545,14 @@ def _train_epoch(model, criterion, optimizer, scheduler, batches, config, epoch:
     total = 0.0
     for step, (images, masks) in enumerate(batches):
         logits = model(images)
-        loss = float(criterion(logits, masks))  # the one host sync of a step
+        # The whole batch's mean loss, the same on every rank (in one process the loss
+        # itself: the one host sync of a step), and this rank's share of its gradient.
+        loss, dloss = global_mean_loss(criterion(logits, masks), criterion)
         if not math.isfinite(loss):
             raise TrainingDiverged(_divergence(config, loss,
                                                f"epoch {epoch + 1}, step {step + 1}"))
         model.zero_grad()
-        model.backward(criterion.backward())
+        model.backward(criterion.backward(dloss))
         optimizer.step()
         scheduler.step()
         total += loss
@@ -476,13 +567,18 @@ def _divergence(config, loss: float, where: str) -> str:
             f"{config.out}")
 
 
-def _reseed_generators(model, seed: int, epoch: int) -> None:
+def _reseed_generators(model, seed: int, epoch: int, rows: slice, batch: int) -> None:
     """Give every module that draws random numbers (dropout) a stream that depends only on
     (seed, epoch, its place in the model): a run resumed at epoch e then draws the same
-    masks as one that never stopped."""
+    masks as one that never stopped. A rank that holds ``rows`` of every batch of ``batch``
+    images keeps those rows of the whole batch's masks, so every image gets the mask it
+    gets in one process, whatever the number of ranks."""
     for index, module in enumerate(model.modules()):
         if isinstance(getattr(module, "generator", None), backend.Generator):
-            module.generator = backend.Generator(backend.derive_seed(seed, epoch, index))
+            generator = backend.Generator(backend.derive_seed(seed, epoch, index))
+            if rows != slice(0, batch):
+                generator = distributed.BatchShardGenerator(generator, rows, batch)
+            module.generator = generator
 
 
 def _save(config, model, optimizer, scheduler, epoch, row, name) -> None:

@@ -348,10 +348,22 @@ class YourCrossEntropyLoss(_Yours):
     def forward(self, logits, target):
         loss, self._cache = self.f.cross_entropy_forward(logits, target, self.weight,
                                                          self.ignore_index)
+        self._target = target
         return loss
 
     def backward(self, dloss=1.0):
         return self.f.cross_entropy_backward(dloss, self._cache)
+
+    @property
+    def mean_denominator(self):
+        """What the mean divided by (the pixels that count, or their classes' summed
+        weights), as minifcn's loss says it for data-parallel runs: from the targets, so
+        that your cache may hold anything."""
+        xp = get_array_module(self._target)
+        valid = self._target != self.ignore_index
+        if self.weight is None:
+            return valid.sum()
+        return xp.where(valid, self.weight[xp.where(valid, self._target, 0)], 0.0).sum()
 
 
 def _replacement(module: nn.Module, layers: LearnerLayers):
@@ -426,3 +438,25 @@ def _is_bilinear(layer: nn.ConvTranspose2d) -> bool:
     expected = np.zeros_like(weight)
     nn.init.bilinear_(expected)
     return bool(np.array_equal(weight, expected))
+
+
+def layers_preparer(folder: str) -> Callable:
+    """What ``minifcn train --layers FOLDER`` hands the training loop: ``prepare(model,
+    criterion, log) -> criterion``, which puts the learner's functions into ``model``'s
+    layers (and the loss) and logs whose code computes each. The folder is read once,
+    here, so that a missing folder fails before any training."""
+    from .tasks.capstone import layer_table
+
+    layers = load_layers(folder)
+
+    def prepare(model: nn.Module, criterion, log):
+        rows = use_layers(model, layers)
+        log(f"layers from {folder}:")
+        for exercise, source in layers.sources.items():
+            log(f"  {exercise:<18}{source}")
+        loss_source = "yours" if layers.has("cross_entropy") else "minifcn's"
+        log(f"  {'the loss':<18}{loss_source}")
+        log("the model's layers:\n" + layer_table(rows))
+        return layers.criterion(criterion)
+
+    return prepare

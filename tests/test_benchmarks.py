@@ -141,6 +141,33 @@ def test_scaling_script_sweeps_sizes_batches_and_budgets(torch, tmp_path):
     assert float(bounded[6]) < float(unbounded[6]), "the budget did not lower the traced peak"
 
 
+@pytest.mark.torch
+def test_data_parallel_script_times_ranks_beside_one_process_and_pytorch(torch, tmp_path):
+    from minifcn import distributed, launch
+
+    try:
+        launch.find_mpiexec()
+    except distributed.DistributedUnavailableError as error:
+        pytest.skip(f"needs MPI: {error}")
+    result = run_script("data_parallel.py", *TINY, "--steps", "1", "--out", str(tmp_path),
+                        cwd=tmp_path)
+    assert_ran(result)
+    text = check_results(tmp_path / "data_parallel.md")
+    cores = len(os.sched_getaffinity(0))
+    names = ["minifcn, 1 process, 1 thread", f"minifcn, 1 process, {cores} threads",
+             "minifcn, 2 ranks x 1 thread", "minifcn, 2 ranks x 1 thread, no SyncBN",
+             "PyTorch, 1 thread", f"PyTorch, {cores} threads"]
+    for name in names:
+        (row,) = table_rows(text, name)
+        assert float(row[1]) > 0 and ratio(row[4]) > 0, row
+        if "ranks" in name:  # efficiency = t(1 thread) / (2 x t(2 ranks))
+            (one,) = table_rows(text, names[0])
+            expected = float(one[1]) / (2 * float(row[1]))
+            assert float(row[3]) == pytest.approx(expected, abs=0.011), row
+    assert "## All-reduce between 2 ranks on this machine" in text
+    assert len(table_rows(text, "2 MiB")) == 1
+
+
 def test_gpu_request_without_gpu_fails_clearly(tmp_path):
     try:
         backend.array_module("gpu")

@@ -72,9 +72,7 @@ def find_mpiexec() -> str:
     """The ``mpiexec`` beside this Python (where ``pip install mpich`` puts it), else the
     one on PATH; ``DistributedUnavailableError`` naming the extra when there is none."""
     beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    if os.access(beside, os.X_OK):
-        return beside
-    found = shutil.which("mpiexec")
+    found = beside if os.access(beside, os.X_OK) else shutil.which("mpiexec")
     if found is None or not distributed.is_available():
         raise distributed.DistributedUnavailableError(
             f"--workers starts ranks with mpiexec and mpi4py, which are not installed: "

@@ -340,6 +340,17 @@ def test_no_sync_accumulates_locally_and_the_next_backward_averages_it_all(rng):
     np.testing.assert_allclose(accumulated, 2 * score.grad, rtol=1e-12)
 
 
+def test_the_bare_models_own_backward_keeps_its_gradients_local(rng):
+    """Only DDP's backward averages: the wrapped model's own backward (for a check, say)
+    neither sends anything nor upsets the next step's buckets."""
+    minifcn.manual_seed(0)
+    model = build_model("fcn8s", 4, dropout=0.0, **TINY).to(dtype="float64")
+    ddp = DistributedDataParallel(model, process_group=one_rank_world())
+    step(model, np.random.default_rng(1))
+    assert all(bucket.work is None for bucket in ddp._buckets)
+    step(ddp, np.random.default_rng(1))  # and the next DDP step runs as usual
+
+
 def test_ddp_refuses_a_second_backward_and_a_replaced_grad(rng):
     minifcn.manual_seed(0)
     model = build_model("fcn8s", 4, **TINY)
@@ -530,8 +541,12 @@ def test_the_losss_mean_denominator():
     logits = np.zeros((2, 3, 2, 2))
     target = np.array([[[0, 1], [255, 2]], [[255, 255], [1, 1]]])
     plain = nn.CrossEntropyLoss(ignore_index=255)
+    with pytest.raises(ValueError, match="known after a forward"):
+        _ = plain.mean_denominator
     plain(logits, target)
     assert float(plain.mean_denominator) == 5
+    plain.backward()
+    assert float(plain.mean_denominator) == 5  # still there until the next forward
     weighted = nn.CrossEntropyLoss(weight=[1.0, 2.0, 4.0], ignore_index=255, dtype="float64")
     weighted(logits, target)
     assert float(weighted.mean_denominator) == 1 + 2 + 4 + 2 + 2

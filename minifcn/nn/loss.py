@@ -85,6 +85,7 @@ class CrossEntropyLoss(Module):
         self.reduction = reduction
         self.label_smoothing = float(label_smoothing)
         self._cache = None
+        self._denominator = None  # what the last "mean" forward divided by
         dtype = backend.resolve_dtype(dtype)
         if weight is None:
             self.weight = None  # no buffer at all, as PyTorch's state_dict has no "weight"
@@ -159,6 +160,9 @@ class CrossEntropyLoss(Module):
         if unbatched and self.reduction == "none":
             loss = loss[0, ...]  # a 0-d array, not a scalar
         self._cache = (cache, backward, unbatched, tuple(loss.shape), loss.dtype)
+        if self.reduction == "mean":  # the summed weights of the pixels that count, or pixels
+            self._denominator = cache[5] if not probabilities else backend.get_array_module(
+                logits).asarray(float(cache[3]), dtype=logits.dtype)
         return loss
 
     @property
@@ -168,15 +172,13 @@ class CrossEntropyLoss(Module):
         weights; for class-probability targets the number of pixels. Data-parallel training
         needs it to turn the ranks' means into the whole batch's mean
         (:func:`minifcn.nn.parallel.global_mean_loss`)."""
-        check_cache(self._where, self._cache)
-        cache, backward = self._cache[:2]
         if self.reduction != "mean":
             raise ValueError(f"{self._where}: mean_denominator is for reduction='mean', not "
                              f"{self.reduction!r}")
-        if backward is cross_entropy_backward:
-            return cache[5]  # the summed weights of the pixels that count
-        xp = backend.get_array_module(cache[0])
-        return xp.asarray(float(cache[3]), dtype=cache[0].dtype)  # pixels, probability targets
+        if self._denominator is None:
+            raise ValueError(f"{self._where}: mean_denominator is known after a forward; call "
+                             f"the loss first")
+        return self._denominator
 
     def _check_classes(self, target, C: int, unbatched: bool = False) -> None:
         """Every target is a class in [0, C) or ignore_index (one device -> host sync)."""

@@ -105,6 +105,7 @@ class DistributedDataParallel(Module):
         self.process_group = process_group or distributed._resolve(None)
         self.bucket_bytes = int(cap * MiB)
         self._syncing = True  # False inside no_sync()
+        self._in_backward = False  # True while backward() runs the module's backward
         self._check_replicas_match()
         self._sync_module_states()
         owners = [layer for layer in module.modules()
@@ -184,8 +185,8 @@ class DistributedDataParallel(Module):
         """A layer's backward has finished: its parameters' gradients are final. Send every
         bucket that is complete, in bucket order (every rank must start its collectives in
         the same order)."""
-        if not self._syncing:
-            return
+        if not (self._syncing and self._in_backward):
+            return  # no_sync(), or the bare model's own backward: gradients stay local
         for param in layer._parameters.values():
             if not param.requires_grad:
                 continue
@@ -220,7 +221,11 @@ class DistributedDataParallel(Module):
                                        "replaced after wrapping (by .to(), or by assigning "
                                        "it); move the model before wrapping it, and add into "
                                        ".grad in place")
-        dx = self.module.backward(dy)
+        self._in_backward = True
+        try:
+            dx = self.module.backward(dy)
+        finally:
+            self._in_backward = False
         if self._syncing:
             self._finish_averaging()
         return dx

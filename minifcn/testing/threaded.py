@@ -15,6 +15,11 @@ then runs as it would on N ranks, in one process, in a test or a notebook::
 
     y0, y1 = run_ranks(2, step)           # each rank's result, in rank order
 
+Build what the ranks start from (models, with their random weights) before
+``run_ranks``, not inside ``fn``: the threads share one process, so they share the seed
+source that ``minifcn.manual_seed`` resets, and building in each thread would interleave
+their draws.
+
 Every rank computes each reduction in rank order, so every rank gets the same bits, as
 MPI's all-reduce gives. Collectives run as they are called (``async_op=True`` returns work
 already done): nothing overlaps, which is all a test of the arithmetic needs. (PyTorch's

@@ -32,10 +32,11 @@ __all__ = ["main"]
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError,
                backend.DeviceUnavailableError, distributed.DistributedUnavailableError)
 
-WORKERS_HELP = ("processes that share each batch, one per core at most: a number, or auto "
-                "for one per core (capped at the batch size); they run under mpiexec, "
-                "installed by pip install \"minifcn[mpi]\". Results equal one process's up "
-                "to float rounding (default: %(default)s)")
+WORKERS_HELP = ("processes that share each batch: a number, or auto for one per core (one "
+                "per GPU with --device gpu), at most the batch size, and 1 where MPI is not "
+                "installed (pip install \"minifcn[mpi]\"); they run under mpiexec. Results "
+                "equal one process's up to float rounding (default: %(default)s; "
+                "MINIFCN_WORKERS sets another)")
 
 
 # Train options that describe the run (TrainConfig fields). Their argparse default is None,
@@ -151,7 +152,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--init-from", metavar="CKPT",
                        help="start an FCN's encoder, fc6 and fc7 from a classifier checkpoint "
                             "written by minifcn pretrain (default: from scratch)")
-    train.add_argument("--workers", default="1", metavar="N", help=WORKERS_HELP)
+    train.add_argument("--workers", default=launch.default_workers(), metavar="N",
+                       help=WORKERS_HELP)
     train.add_argument("--no-sync-bn", dest="sync_batchnorm", action="store_false",
                        default=None,
                        help="with several workers, each normalizes batch norm by its own "
@@ -185,7 +187,8 @@ def _parser() -> argparse.ArgumentParser:
                           help="continue the run saved in this checkpoint (default: a new run)")
     pretrain.add_argument("--quiet", action="store_true",
                           help="no progress bars (default: progress bars on)")
-    pretrain.add_argument("--workers", default="1", metavar="N", help=WORKERS_HELP)
+    pretrain.add_argument("--workers", default=launch.default_workers(), metavar="N",
+                          help=WORKERS_HELP)
 
     evaluate = commands.add_parser(
         "evaluate", help="metrics of a checkpoint",
@@ -198,9 +201,10 @@ def _parser() -> argparse.ArgumentParser:
                                "checkpoint's own data: its --data folder or toy shapes)")
     evaluate.add_argument("--device", default="cpu", choices=list(backend.DEVICES),
                           help="where to compute (default: %(default)s)")
-    evaluate.add_argument("--workers", default="1", metavar="N",
+    evaluate.add_argument("--workers", default=launch.default_workers(), metavar="N",
                           help="processes that share the images: a number, or auto for one "
-                               "per core (default: %(default)s)")
+                               "per core where MPI is installed (default: %(default)s; "
+                               "MINIFCN_WORKERS sets another)")
 
     predict = commands.add_parser(
         "predict", help="coloured masks for images",
@@ -492,7 +496,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         workers = _workers(args)
         if workers > 1:
-            return launch.run_workers(args.command, argv, workers)
+            try:
+                return launch.run_workers(args.command, argv, workers)
+            except launch.RanksDidNotStart as error:
+                if args.workers != "auto":
+                    raise
+                print(f"minifcn {args.command}: {error}; running in one process instead",
+                      file=sys.stderr)
         status = command(args)
     except errors as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
@@ -515,10 +525,10 @@ def _workers(args) -> int:
 
         config = _train_config(args) if args.command == "train" else _pretrain_config(args)
         config.validate()
-        workers = launch.resolve_workers(args.workers, config.batch_size)
+        workers = launch.resolve_workers(args.workers, config.batch_size, config.device)
         check_world_size(config, workers)
         return workers
-    return launch.resolve_workers(args.workers)
+    return launch.resolve_workers(args.workers, device=args.device)
 
 
 def _as_rank(command, args):

@@ -36,8 +36,11 @@ from collections.abc import Callable
 
 from . import distributed
 
-__all__ = ["available_cores", "find_mpiexec", "pin_blas_threads", "resolve_workers",
-           "run_rank", "run_workers"]
+__all__ = ["WORKERS_VARIABLE", "RanksDidNotStart", "available_cores", "default_workers",
+           "find_mpiexec", "pin_blas_threads", "resolve_workers", "run_rank", "run_workers"]
+
+WORKERS_VARIABLE = "MINIFCN_WORKERS"
+"""The default of ``--workers`` when set (``1``, ``4``, ``auto``); else ``auto``."""
 
 RUN_DIR_VARIABLE = "MINIFCN_RUN_DIR"
 """Set by :func:`run_workers` for its ranks: a folder where each rank notes its process id
@@ -56,23 +59,47 @@ def available_cores() -> int:
     return os.cpu_count() or 1
 
 
-def resolve_workers(value: str, batch_size: int | None = None) -> int:
-    """``--workers``: a count of ranks, or ``auto``, one per core (at most ``batch_size``,
-    since every rank needs one image of each batch)."""
+class RanksDidNotStart(distributed.DistributedUnavailableError):
+    """mpiexec ended before any rank started (no MPI here, or one that cannot start)."""
+
+
+def default_workers() -> str:
+    """``--workers``'s default: ``$MINIFCN_WORKERS`` when set, else ``auto``."""
+    return os.environ.get(WORKERS_VARIABLE, "").strip() or "auto"
+
+
+def resolve_workers(value: str, batch_size: int | None = None, device: str = "cpu") -> int:
+    """``--workers``: a count of ranks, or ``auto``: one per core (one per GPU with
+    ``device="gpu"``), at most ``batch_size`` (every rank needs one image of each batch),
+    and 1 where MPI is not installed."""
     if value == "auto":
-        cores = available_cores()
-        return cores if batch_size is None else max(1, min(cores, batch_size))
+        if not distributed.is_available() or _mpiexec_or_none() is None:
+            return 1
+        count = available_cores() if device == "cpu" else _gpu_count()
+        return count if batch_size is None else max(1, min(count, batch_size))
     if not value.isdigit() or int(value) < 1:
         raise ValueError(f"--workers must be a whole number of at least 1 or 'auto', got "
                          f"{value!r}")
     return int(value)
 
 
+def _gpu_count() -> int:
+    from . import backend
+
+    xp = backend.array_module("gpu")
+    runtime = getattr(getattr(xp, "cuda", None), "runtime", None)
+    return runtime.getDeviceCount() if runtime is not None else 1  # the stand-in: one
+
+
+def _mpiexec_or_none() -> str | None:
+    beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    return beside if os.access(beside, os.X_OK) else shutil.which("mpiexec")
+
+
 def find_mpiexec() -> str:
     """The ``mpiexec`` beside this Python (where ``pip install mpich`` puts it), else the
     one on PATH; ``DistributedUnavailableError`` naming the extra when there is none."""
-    beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    found = beside if os.access(beside, os.X_OK) else shutil.which("mpiexec")
+    found = _mpiexec_or_none()
     if found is None or not distributed.is_available():
         raise distributed.DistributedUnavailableError(
             f"--workers starts ranks with mpiexec and mpi4py, which are not installed: "
@@ -108,8 +135,8 @@ def run_rank(command: str, work: Callable[[], int | None], user_errors: tuple) -
     first when the error is not one of ``user_errors``, i.e. a bug), and ends every rank
     with ``MPI_Abort``: the others may be waiting for this one in a collective.
     """
+    _note_pid(_launched_rank())  # first: mpiexec has started this rank
     group = distributed.init_process_group()
-    _note_pid(group.rank)
     pin_blas_threads()
     try:
         return work() or 0
@@ -129,6 +156,14 @@ def run_rank(command: str, work: Callable[[], int | None], user_errors: tuple) -
         _end_every_rank(group, f"minifcn {command}: error: rank {group.rank} of "
                                f"{group.size}: {cause}", 1)
     return 1  # not reached: MPI_Abort ends the process
+
+
+def _launched_rank() -> int:
+    for name in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK"):
+        value = os.environ.get(name, "").strip()
+        if value.isdigit():
+            return int(value)
+    return 0
 
 
 def _note_pid(rank: int) -> None:
@@ -234,6 +269,12 @@ def run_workers(command: str, argv: list[str], workers: int) -> int:
             status = 130
         for stream in streams:
             stream.thread.join(timeout=5)
+        process.stdout.close()
+        process.stderr.close()
+        if status not in (0, 130) and not any(name.endswith(".pid")
+                                              for name in os.listdir(run_dir)):
+            raise RanksDidNotStart(f"mpiexec could not start {workers} ranks (exit status "
+                                   f"{status})")
         if status not in (0, 130) and not _reported(run_dir):
             print(_death_line(command, run_dir, workers, status, streams), file=sys.stderr,
                   flush=True)

@@ -19,6 +19,10 @@ import os
 # 5-7x slower tests). libgomp reads this when PyTorch loads, later, in a fixture. Tests only:
 # the library never touches the environment.
 os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+# `minifcn train` starts one rank per core by default (--workers auto). The tests call the
+# command line in this process and check its files, in one process unless a test asks for
+# ranks (tests/test_mpi.py says --workers N).
+os.environ.setdefault("MINIFCN_WORKERS", "1")
 from dataclasses import dataclass
 
 import numpy as np

@@ -224,3 +224,48 @@ def test_a_killed_rank_ends_the_run_with_one_line_naming_it(tmp_path):
     from minifcn.checkpoint import load_checkpoint
 
     assert load_checkpoint(out / "checkpoint.npz").epoch >= 0  # whole, and loads
+
+
+# --- the default: one rank per core where MPI is there ---------------------------------------
+
+def test_workers_default_to_auto_unless_minifcn_workers_says_otherwise(monkeypatch):
+    monkeypatch.delenv("MINIFCN_WORKERS", raising=False)
+    assert launch.default_workers() == "auto"
+    monkeypatch.setenv("MINIFCN_WORKERS", "3")
+    assert launch.default_workers() == "3"
+
+
+def test_auto_is_one_process_where_mpi_is_missing(monkeypatch):
+    monkeypatch.setattr(distributed, "is_available", lambda: False)
+    assert launch.resolve_workers("auto", batch_size=8) == 1
+
+
+@pytest.fixture
+def mpiexec_that_cannot_start(monkeypatch, tmp_path):
+    """An mpiexec that fails before starting any rank, as one can on a machine whose MPI
+    cannot start (no shared memory, a host name it cannot resolve)."""
+    fake = tmp_path / "mpiexec"
+    fake.write_text("#!/bin/sh\necho 'mpiexec: cannot start the proxies' >&2\nexit 7\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(launch, "find_mpiexec", lambda: str(fake))
+    monkeypatch.setattr(launch, "resolve_workers", lambda value, *args, **kwargs: 2)
+    return fake
+
+
+def test_auto_falls_back_to_one_process_when_mpiexec_cannot_start(
+        mpiexec_that_cannot_start, tmp_path, capsys):
+    status = main(["train", *TINY_RUN, "--out", str(tmp_path / "run"), "--workers", "auto"])
+    err = capsys.readouterr().err
+    assert status == 0, err
+    assert ("minifcn train: mpiexec could not start 2 ranks (exit status 7); running in one "
+            "process instead") in err
+    assert (tmp_path / "run" / "checkpoint.npz").is_file()
+
+
+def test_a_number_of_workers_that_cannot_start_is_an_error(mpiexec_that_cannot_start,
+                                                          tmp_path, capsys):
+    status = main(["train", *TINY_RUN, "--out", str(tmp_path / "run"), "--workers", "2"])
+    assert status == 1
+    assert capsys.readouterr().err.strip().endswith(
+        "minifcn train: error: mpiexec could not start 2 ranks (exit status 7)")
+    assert not (tmp_path / "run").exists()

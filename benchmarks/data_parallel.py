@@ -13,9 +13,11 @@ on the same weights and global batch:
 - PyTorch 2.13 on the same model (torch_models.py), 1 thread, then 2 threads.
 
 Reports median step times, ratios to PyTorch, the speed-up over one thread and the scaling
-efficiency t(1 rank) / (N * t(N ranks)) at equal global batch; and the all-reduce's cost
-between the ranks here (latency and bandwidth by message size), from which the README works
-out the cost on a cluster. Writes ``results/data_parallel.md``.
+efficiency t(1 rank) / (N * t(N ranks)) at equal global batch; the all-reduce's cost between
+the ranks here (latency and bandwidth by message size); and, on paper, a step on N ranks of
+a cluster: one rank's measured step on its share of the batch (timed here, one process, one
+thread, batch B/N) plus the messages, at this machine's measured latency and bandwidth and
+at typical figures for 10 Gbit Ethernet and InfiniBand. Writes ``results/data_parallel.md``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import _common
 _common.quiet_thread_spinning()
 
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -33,6 +36,10 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+
+# Typical MPI figures for two networks, for the model of a cluster (not measured here):
+# (latency of a small message in seconds, bandwidth in bytes per second).
+NETWORKS = {"10 Gbit Ethernet (TCP)": (25e-6, 1.1e9), "InfiniBand HDR100": (2e-6, 11e9)}
 
 
 class Contender:
@@ -99,7 +106,7 @@ def main(argv=None) -> None:
     steps = args.steps or (2 if args.quick else 5)
     size = 32 if args.quick else args.size
     cores = _common.usable_cores()
-    common = ["--model", args.model, "--batch", str(args.batch), "--size", str(size)]
+    common = ["--model", args.model, "--size", str(size)]
     plans = [("minifcn, 1 process, 1 thread", ["--framework", "minifcn"], 1, 1),
              (f"minifcn, 1 process, {cores} threads", ["--framework", "minifcn"], cores, 1)]
     for n in args.ranks:
@@ -108,13 +115,20 @@ def main(argv=None) -> None:
                       ["--framework", "minifcn", "--no-sync-bn"], 1, n))
     plans += [("PyTorch, 1 thread", ["--framework", "torch"], 1, 1),
               (f"PyTorch, {cores} threads", ["--framework", "torch"], cores, 1)]
+    # One rank's share of the batch for the model of a cluster: N = 2, 4, 8, ... ranks.
+    shares = [args.batch // n for n in (2, 4, 8, 16, 32)
+              if args.batch % n == 0 and args.batch // n >= 1]
+    for share in shares:
+        plans.append((f"minifcn, 1 process, 1 thread, batch {share}",
+                       ["--framework", "minifcn", "--batch", str(share)], 1, 1))
 
     report = _common.Report(f"Data-parallel training step, {args.model}, global batch "
                             f"{args.batch}, {size}x{size} (float32)", env, args)
     times: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as folder:
-        contenders = [Contender(name, Path(folder), [*extra, *common], threads, ranks,
-                                mpiexec) for name, extra, threads, ranks in plans]
+        contenders = [Contender(name, Path(folder),
+                                [*common, "--batch", str(args.batch), *extra], threads,
+                                ranks, mpiexec) for name, extra, threads, ranks in plans]
         try:
             for contender in contenders:  # warm-up
                 for _ in range(args.warmup):
@@ -135,7 +149,7 @@ def main(argv=None) -> None:
     torch_all = median[f"PyTorch, {cores} threads"]
     torch_one = median["PyTorch, 1 thread"]
     rows = []
-    for name, ranks_ in [(p[0], p[3]) for p in plans]:
+    for name, ranks_ in [(p[0], p[3]) for p in plans if "batch" not in p[0]]:
         ms = median[name]
         ours = name.startswith("minifcn")
         efficiency = f"{one / (ranks_ * ms):.2f}" if ours and ranks_ > 1 else ""
@@ -161,7 +175,52 @@ def main(argv=None) -> None:
                      "One blocking MPI_Allreduce (MPICH, shared memory). FCN-8s's gradients "
                      "are 537,724 floats (2.1 MB); SyncBatchNorm sends 3 x C float64 forward "
                      "and 2 x C backward per layer (a few hundred bytes).")
+    if allreduce:
+        _cluster_model(report, args, median, allreduce[min(allreduce)], shares)
     report.save(args.out, "data_parallel")
+
+
+def _cluster_model(report, args, median: dict, measured: dict, shares: list) -> None:
+    """A step on N ranks, on paper: compute measured here, messages modelled."""
+    from minifcn import nn
+    from minifcn.models import build_model
+
+    model = build_model(args.model, 4)
+    gradient_bytes = 4 * model.num_parameters()
+    norms = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    small_messages = 2 * norms + 1  # SyncBatchNorm forward and backward, and the loss
+    latency = measured["8"]  # the 8-byte all-reduce between 2 ranks
+    bandwidth = 2**23 / measured[str(2**23)]  # 2 ranks: each sends the message once
+    networks = {"this machine (shared memory, measured)": (latency, bandwidth), **NETWORKS}
+    one = median["minifcn, 1 process, 1 thread"]
+    compute = {1: one, **{args.batch // share: median[f"minifcn, 1 process, 1 thread, "
+                                                       f"batch {share}"]
+                          for share in shares}}
+    rows = []
+    for n in sorted(compute):
+        if n == 1:
+            continue
+        for network, (alpha, beta) in networks.items():
+            ring = 2 * (n - 1) * alpha + 2 * (n - 1) / n * gradient_bytes / beta
+            small = small_messages * math.ceil(math.log2(n)) * alpha
+            step = compute[n] + 1e3 * (ring + small)
+            rows.append([str(n), network, f"{args.batch // n}", f"{compute[n]:.1f}",
+                         f"{1e3 * ring:.2f}", f"{1e3 * small:.2f}", f"{step:.1f}",
+                         f"{one / step:.2f}x", f"{one / (n * step):.2f}"])
+    report.table(
+        f"On paper: a step on N ranks, global batch {args.batch}", ["ranks", "network",
+        "images a rank", "compute ms (measured)", "gradients ms", "small messages ms",
+        "step ms", "speed-up", "efficiency"], rows,
+        f"Compute: one process, one thread, on a rank's share of the batch, measured above "
+        f"(each rank is assumed to have a core like this machine's). Gradients: a ring "
+        f"all-reduce of {gradient_bytes / 1e6:.2f} MB, 2(N-1) latencies plus 2(N-1)/N of the "
+        f"bytes at the bandwidth, with no overlap with the backward (an upper bound: DDP's "
+        f"buckets hide part of it). Small messages: {small_messages} a step "
+        f"({norms} SyncBatchNorm layers forward and backward, and the loss), each "
+        f"ceil(log2 N) latencies (recursive doubling). This machine: latency "
+        f"{1e6 * latency:.1f} us and bandwidth {bandwidth / 1e9:.1f} GB/s, from the 2-rank "
+        f"all-reduces above; the networks' figures are typical ones, not measured here.",
+        text_columns=2)
 
 
 def _size(nbytes: int) -> str:

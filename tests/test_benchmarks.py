@@ -166,6 +166,12 @@ def test_data_parallel_script_times_ranks_beside_one_process_and_pytorch(torch, 
             assert float(row[3]) == pytest.approx(expected, abs=0.011), row
     assert "## All-reduce between 2 ranks on this machine" in text
     assert len(table_rows(text, "2 MiB")) == 1
+    # on paper: 2, 4 and 8 ranks sharing the batch of 8, on three networks each
+    model_rows = [row for n in ("2", "4", "8") for row in table_rows(text, n)]
+    assert len(model_rows) == 9, model_rows
+    for row in model_rows:
+        ranks, compute, step = int(row[0]), float(row[3]), float(row[6])
+        assert row[2] == str(8 // ranks) and step >= compute > 0, row
 
 
 def test_gpu_request_without_gpu_fails_clearly(tmp_path):

@@ -34,9 +34,9 @@ USER_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError,
 
 WORKERS_HELP = ("processes that share each batch: a number, or auto for one per core (one "
                 "per GPU with --device gpu), at most the batch size, and 1 where MPI is not "
-                "installed (pip install \"minifcn[mpi]\"); they run under mpiexec. Results "
-                "equal one process's up to float rounding (default: %(default)s; "
-                "MINIFCN_WORKERS sets another)")
+                "installed (pip install \"minifcn[mpi]\"); they run under mpiexec. With "
+                "SyncBatchNorm (the default) results equal one process's up to float "
+                "rounding (default: %(default)s; MINIFCN_WORKERS sets another)")
 
 
 # Train options that describe the run (TrainConfig fields). Their argparse default is None,

@@ -35,6 +35,7 @@ __all__ = [
     "manual_seed",
     "register_array_module",
     "resolve_dtype",
+    "set_gpu",
     "to_device",
     "to_numpy",
     "use_gpu_module",
@@ -161,6 +162,15 @@ def array_module(device: str):
     if device == "gpu":
         return _gpu_module()
     raise ValueError(f"unknown device {device!r}: expected one of {DEVICES}")
+
+
+def set_gpu(index: int) -> None:
+    """Compute on GPU ``index`` from now on (CuPy's ``Device(index).use()``): a data-parallel
+    run gives each rank on a machine its own GPU, its local rank's. A no-op for the strict
+    stand-in, which has one."""
+    cuda = getattr(_gpu_module(), "cuda", None)
+    if cuda is not None:
+        cuda.Device(int(index) % cuda.runtime.getDeviceCount()).use()
 
 
 def default_device() -> str:

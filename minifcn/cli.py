@@ -361,6 +361,8 @@ def _evaluate(args) -> None:
     from .data import DataLoader, SegmentationFolder, ShapeLabels, Shapes
     from .train import evaluate, evaluate_classifier
 
+    if distributed.get_world_size() > 1 and args.device == "gpu":
+        backend.set_gpu(distributed.get_local_rank())  # one GPU per rank on each machine
     model, config = _load_model(args.checkpoint, args.device)
     # With several ranks each scores its share of every batch and the counts are summed;
     # rank 0 prints.

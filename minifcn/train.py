@@ -402,6 +402,8 @@ def train(config: TrainConfig, resume: str | None = None, progress: bool = True,
             return dict(state.metrics)
     config.validate()
     check_world_size(config, world)
+    if world > 1 and config.device == "gpu":
+        backend.set_gpu(distributed.get_local_rank())  # one GPU per rank on each machine
     out.folder(config)
     backend.manual_seed(config.seed)
 

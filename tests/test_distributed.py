@@ -570,3 +570,26 @@ def test_run_ranks_gives_each_thread_its_rank():
     assert [(g.rank, g.size) for g in groups] == [(0, 3), (1, 3), (2, 3)]
     with pytest.raises(ValueError, match="size must be an int >= 1"):
         run_ranks(0, lambda g: g)
+
+
+def test_set_gpu_on_the_stand_in_keeps_its_one_device():
+    with backend.use_gpu_module(strict_cupy):
+        backend.set_gpu(3)  # the stand-in has one "GPU"; a real CuPy takes GPU 3 % count
+        assert backend.device_of(backend.to_device(np.zeros(2), "gpu")) == "gpu"
+
+
+def test_collectives_on_a_real_gpu():
+    """Where CuPy sees a GPU: a one-rank MPI world reduces CuPy arrays in place, through
+    NCCL when CuPy has it, else staged through the host."""
+    MPI = needs_mpi4py()
+    try:
+        backend.array_module("gpu")
+    except backend.DeviceUnavailableError as error:
+        pytest.skip(f"needs a GPU: {error}")
+    cupy = backend.array_module("gpu")
+    group = distributed.ProcessGroup(MPI.COMM_SELF)
+    array = cupy.arange(6, dtype=cupy.float32)
+    group.all_reduce(array)
+    group.broadcast(array, src=0)
+    assert backend.to_numpy(array).tolist() == list(range(6))
+    assert group._transport(array) in ("nccl", "staged", "host")

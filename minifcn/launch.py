@@ -34,7 +34,7 @@ import time
 import traceback
 from collections.abc import Callable
 
-from . import distributed
+from . import backend, distributed
 
 __all__ = ["WORKERS_VARIABLE", "RanksDidNotStart", "available_cores", "default_workers",
            "find_mpiexec", "pin_blas_threads", "resolve_workers", "run_rank", "run_workers"]
@@ -84,8 +84,6 @@ def resolve_workers(value: str, batch_size: int | None = None, device: str = "cp
 
 
 def _gpu_count() -> int:
-    from . import backend
-
     xp = backend.array_module("gpu")
     runtime = getattr(getattr(xp, "cuda", None), "runtime", None)
     return runtime.getDeviceCount() if runtime is not None else 1  # the stand-in: one

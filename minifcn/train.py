@@ -49,8 +49,8 @@ from .nn.parallel import DistributedDataParallel, global_mean_loss
 from .optim import SGD, Adam, make_scheduler
 
 __all__ = ["METRIC_COLUMNS", "PRETRAIN_COLUMNS", "RECIPES", "SHARED_RECIPE", "TrainConfig",
-           "TrainingDiverged", "build_for_config", "evaluate", "evaluate_classifier",
-           "pretrain_config", "recipe", "train"]
+           "TrainingDiverged", "build_for_config", "check_world_size", "evaluate",
+           "evaluate_classifier", "pretrain_config", "recipe", "train"]
 
 METRIC_COLUMNS = ["epoch", "train_loss", "val_loss", "pixel_acc", "mean_acc", "mean_iou",
                   "fw_iou", "seconds"]

@@ -21,7 +21,7 @@ from minifcn.nn.parallel import FIRST_BUCKET_BYTES, DistributedDataParallel, glo
 from minifcn.optim import SGD
 from minifcn.testing import strict_cupy
 from minifcn.testing.threaded import ThreadedProcessGroup, run_ranks
-from minifcn.train import TrainConfig
+from minifcn.train import TrainConfig, _reseed_generators
 
 TINY = dict(widths=(4, 8, 8, 16, 16), head_channels=16)
 
@@ -404,13 +404,7 @@ def fresh_fcn():
 def fcn_step(group, model, batch_rows, images, masks, sync=True):
     """One SGD step of ``model`` on ``images[batch_rows]``; returns its state_dict
     (parameters and running statistics) and the loss."""
-    batch = images.shape[0]
-    for index, module in enumerate(model.modules()):
-        if isinstance(getattr(module, "generator", None), backend.Generator):
-            generator = backend.Generator(backend.derive_seed(0, index))
-            if group is not None:
-                generator = distributed.BatchShardGenerator(generator, batch_rows, batch)
-            module.generator = generator
+    _reseed_generators(model, 0, 0, batch_rows, images.shape[0])  # as minifcn.train does
     net = model
     if group is not None:
         if sync:

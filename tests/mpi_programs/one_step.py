@@ -10,12 +10,13 @@ import sys
 import numpy as np
 
 import minifcn
-from minifcn import backend, distributed, nn
+from minifcn import distributed, nn
 from minifcn.data import DataLoader, Shapes
 from minifcn.functional.parallel import even_slices
 from minifcn.models import build_model
 from minifcn.nn.parallel import DistributedDataParallel, global_mean_loss
 from minifcn.optim import SGD
+from minifcn.train import _reseed_generators
 
 out, sync = sys.argv[1], "--no-sync-bn" not in sys.argv
 group = distributed.init_process_group()
@@ -27,12 +28,7 @@ model.to(dtype="float64")
 train_set, _ = Shapes.splits(16, 4, 64, seed=0)  # the toy shapes have a void band on edges
 loader = DataLoader(train_set, batch, shuffle=True, drop_last=True, seed=0, hflip=True,
                     dtype="float64", num_replicas=world, rank=rank)
-rows = even_slices(batch, world)[rank]
-for index, module in enumerate(model.modules()):
-    if isinstance(getattr(module, "generator", None), backend.Generator):
-        generator = backend.Generator(backend.derive_seed(0, 0, index))
-        module.generator = (distributed.BatchShardGenerator(generator, rows, batch)
-                            if world > 1 else generator)
+_reseed_generators(model, 0, 0, even_slices(batch, world)[rank], batch)  # as train does
 net = model
 if world > 1:
     if sync:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from numbers import Integral, Real
 
 from .backend import get_array_module, is_array
+from .grad_mode import NO_GRAD_CACHE
 
 __all__ = [
     "as_pair",
@@ -125,10 +126,14 @@ def check_same_device(where: str, *arrays) -> None:
 
 
 def check_cache(where: str, cache) -> None:
-    """``backward`` needs what ``forward`` cached; refuse a backward with no forward before."""
+    """``backward`` needs what ``forward`` cached; refuse a backward with no forward before,
+    or after a forward that kept nothing (under ``minifcn.no_grad()``)."""
     if cache is None:
         raise ValueError(f"{where}: backward called before forward (or twice after one "
                          f"forward); call forward first")
+    if cache is NO_GRAD_CACHE:
+        raise RuntimeError(f"{where}: backward after a forward made under minifcn.no_grad(), "
+                           f"which kept nothing for it; run the forward outside no_grad")
 
 
 def check_grad(where: str, dy, expected_shape, expected_dtype=None, name: str = "dy") -> None:

@@ -56,11 +56,17 @@ class EncoderFeatures:
     ``pooled[k]``: the same after 2x2 max-pooling; ``pooled[-1]`` is the stride-32 map.
     ``indices[k]``: where each pooled maximum came from (SegNet's unpooling needs them);
     None unless the encoder was built with ``keep_indices=True``.
+    ``sizes[k]``: (H, W) of ``before_pool[k]``, kept even where the map itself is not.
+
+    A decoder may ask the encoder to keep only the maps it reads (the others are None), and
+    set an entry to None once it has read it: without a backward to come (``no_grad``), a
+    map nobody holds is freed at once.
     """
 
     before_pool: list
     pooled: list
     indices: list
+    sizes: list
 
 
 class Encoder(nn.Module):
@@ -100,13 +106,17 @@ class Encoder(nn.Module):
         return [(getattr(self, f"stage{k}"), getattr(self, f"pool{k}"))
                 for k in range(1, len(self.widths) + 1)]
 
-    def forward(self, x) -> EncoderFeatures:
-        features = EncoderFeatures([], [], [])
-        for stage, pool in self.stages():
+    def forward(self, x, before_pool=None, pooled=None) -> EncoderFeatures:
+        """x (N, C, H, W) -> every stage's outputs; ``before_pool`` and ``pooled``, when
+        given, are the stage indices whose maps to keep (a decoder's skips), the others
+        None, so that a map nothing reads is freed as soon as the next stage has run."""
+        features = EncoderFeatures([], [], [], [])
+        for k, (stage, pool) in enumerate(self.stages()):
             x = stage(x)
-            features.before_pool.append(x)
+            features.sizes.append(tuple(x.shape[2:]))
+            features.before_pool.append(x if before_pool is None or k in before_pool else None)
             x, indices = pool(x) if self.keep_indices else (pool(x), None)
-            features.pooled.append(x)
+            features.pooled.append(x if pooled is None or k in pooled else None)
             features.indices.append(indices)
         return features
 

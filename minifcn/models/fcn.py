@@ -163,15 +163,19 @@ class FCN(nn.Module):
 
     def forward(self, x):
         check_image(f"FCN-{self.variant}", x, self.in_channels, self.encoder.stride)
-        features = self.encoder(x)
-        scores = self.score_fr(self.fc7(self.fc6(features.pooled[4])))
+        skips = {"32s": (4,), "16s": (3, 4), "8s": (2, 3, 4)}[self.variant]
+        pooled = self.encoder(x, before_pool=(), pooled=skips).pooled
+        # Each pooled map is let go once its skip has read it (freed at once under no_grad).
+        scores = self.score_fr(self.fc7(self.fc6(pooled[4])))
         if self.variant != "32s":
             up = self.upscore2(scores)
-            skip = self.crop_pool4(self.score_pool4(features.pooled[3]), up)
+            skip = self.crop_pool4(self.score_pool4(pooled[3]), up)
+            pooled[3] = None
             scores = self.fuse_pool4(up, skip)
         if self.variant == "8s":
             up = self.upscore_pool4(scores)
-            skip = self.crop_pool3(self.score_pool3(features.pooled[2]), up)
+            skip = self.crop_pool3(self.score_pool3(pooled[2]), up)
+            pooled[2] = None
             scores = self.fuse_pool3(up, skip)
         return self.final_upsampler(scores)
 

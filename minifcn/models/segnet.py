@@ -55,12 +55,14 @@ class SegNet(nn.Module):
 
     def forward(self, x):
         check_image("SegNet", x, self.in_channels, self.encoder.stride)
-        features = self.encoder(x)
-        y = features.pooled[-1]
+        last = len(self.encoder.widths) - 1
+        features = self.encoder(x, before_pool=(), pooled=(last,))
+        y = features.pooled[last]
         for k, (up, dec) in zip(reversed(range(len(self.encoder.widths))),
                                 self.decoder_stages(), strict=True):
             if self.upsample == "unpool":
-                y = up(y, features.indices[k], features.before_pool[k].shape[2:])
+                y = up(y, features.indices[k], features.sizes[k])
+                features.indices[k] = None  # used: let go
             else:
                 y = up(y)
             y = dec(y)

@@ -52,10 +52,13 @@ class UNet(nn.Module):
 
     def forward(self, x):
         check_image("UNet", x, self.in_channels, self.encoder.stride)
-        features = self.encoder(x)
-        y = self.center(features.pooled[-1])
+        last = len(self.encoder.widths) - 1
+        features = self.encoder(x, before_pool=range(last + 1), pooled=(last,))
+        y = self.center(features.pooled[last])
         for k, up, cat, dec in self.decoder_stages():
-            y = dec(cat(up(y), features.before_pool[k]))
+            y = cat(up(y), features.before_pool[k])
+            features.before_pool[k] = None  # merged: the skip is let go
+            y = dec(y)
         return self.classifier(y)
 
     def backward(self, dy):

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from .. import backend
 from ..backend import get_array_module, is_array, to_device, to_numpy
 from ..checks import check_cache, check_grad, check_same_device
+from ..grad_mode import NO_GRAD_CACHE, is_grad_enabled
 
 __all__ = ["Module", "Parameter", "RemovableHandle", "Sequential", "Identity", "accepts_unbatched",
            "trace_calls"]
@@ -86,6 +87,11 @@ def _firing_backward_hooks(backward):
 
     @functools.wraps(backward)
     def run(self, *args, **kwargs):
+        if not is_grad_enabled():
+            where = getattr(self, "_where", type(self).__name__)
+            raise RuntimeError(f"{where() if callable(where) else where}: backward inside "
+                               f"minifcn.no_grad(), where forwards keep nothing for it; leave "
+                               f"the no_grad block first")
         hooks = self.__dict__.get("_backward_hooks")
         if not hooks or self.__dict__.get("_in_backward"):
             return backward(self, *args, **kwargs)
@@ -320,9 +326,18 @@ class Module:
 
     def __call__(self, *args, **kwargs):
         output = self.forward(*args, **kwargs)
+        if not is_grad_enabled():
+            self._forget_backward_state()
         for observer in _call_observers:
             observer(self, args, output)
         return output
+
+    def _forget_backward_state(self) -> None:
+        """Under ``no_grad``, right after this module's forward: drop what it kept for its
+        backward (a layer keeps it in ``_cache``), so that it is freed now, and mark the
+        cache so that a backward says why it cannot run."""
+        if "_cache" in self.__dict__:
+            object.__setattr__(self, "_cache", NO_GRAD_CACHE)
 
     # --- printing -----------------------------------------------------------------------
     def extra_repr(self) -> str:

@@ -14,8 +14,10 @@ from minifcn.functional import conv as F
 from minifcn.functional.im2col import (
     CPU_IM2COL_BUDGET,
     GPU_IM2COL_BUDGET,
+    band_input_rows,
     batch_chunks,
     col2im,
+    conv_chunks,
     conv_output_size,
     conv_transpose_output_size,
     default_im2col_budget,
@@ -320,8 +322,10 @@ def test_weight_grad_over_many_columns_is_the_adjoint_of_the_forward(kept, rng):
 @pytest.mark.parametrize("transposed", [False, True])
 @given(data=st.data(), seed=seeds)
 def test_a_small_im2col_budget_gives_the_same_results(bk, transposed, data, seed):
-    """With a 1-byte budget each sample is its own chunk and backward recomputes im2col;
-    with the default one the whole batch is one GEMM and forward keeps ``cols``."""
+    """With a 1-byte budget each output row of each sample is a piece of its own (a band
+    of one row, with its halo) and backward recomputes im2col; with the default one the
+    whole batch is one GEMM and forward keeps ``cols``. The same numbers to float rounding
+    (bands add their overlapping halos' gradients in another order)."""
     config = data.draw(st.one_of(grouped_conv_configs(transposed),
                                  transposed_configs() if transposed else conv_configs()))
     x, weight, b = problem(config, transposed, seed)
@@ -332,8 +336,8 @@ def test_a_small_im2col_budget_gives_the_same_results(bk, transposed, data, seed
     with im2col_budget(1):
         chunked = step(bk, layer, x, dy)
         if not transposed:
-            layer(bk.asarray(x))
-            assert (layer._cache[0].cols is None) == (config.batch > 1)
+            y = layer(bk.asarray(x))
+            assert (layer._cache[0].cols is None) == (config.batch > 1 or y.shape[2] > 1)
     layer(bk.asarray(x))
     assert transposed or layer._cache[0].cols is not None
     for a, e in zip(chunked, whole, strict=True):
@@ -893,3 +897,78 @@ def test_functional_groups_mismatches_are_refused():
         F.conv_transpose2d_forward(x, np.zeros((3, 3, 3, 3)), groups=2)
     with pytest.raises(ValueError, match=r"groups must be an int >= 1, got 0"):
         F.conv2d_forward(x, np.zeros((4, 4, 3, 3)), groups=0)
+
+
+# --- bands of output rows ---------------------------------------------------------------------
+
+@given(config=conv_configs(), data=st.data(), seed=seeds)
+def test_a_bands_columns_are_the_whole_images_columns_of_its_rows(config, data, seed):
+    """im2col of a band of output rows reads only the band's input rows and halo, and gives
+    exactly the whole image's columns for those rows; col2im of a band is the adjoint of
+    that, on the input rows band_input_rows names."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((config.batch, config.in_channels, *config.size))
+    args = (config.kernel_size, config.stride, config.padding, config.dilation)
+    OH, OW = conv_output_size(config.size, *args)
+    r0 = data.draw(st.integers(0, OH - 1))
+    band = slice(r0, data.draw(st.integers(r0 + 1, OH)))
+    KH, KW = config.kernel_size
+    whole = im2col(x, *args).reshape(config.in_channels * KH * KW, config.batch, OH, OW)
+    part = im2col(x, *args, rows=band)
+    assert np.array_equal(part, whole[:, :, band].reshape(part.shape))
+    inputs = band_input_rows(band, config.size[0], KH, config.stride[0], config.padding[0],
+                             config.dilation[0])
+    outside = np.ones(config.size[0], dtype=bool)
+    outside[inputs] = False
+    x_moved = x.copy()
+    x_moved[:, :, outside] += 1.0  # rows the band must not read
+    assert np.array_equal(im2col(x_moved, *args, rows=band), part)
+    c = rng.standard_normal(part.shape)
+    back = col2im(c, x.shape, *args, rows=band)
+    assert back.shape[2] == inputs.stop - inputs.start
+    assert np.isclose(np.vdot(part, c), np.vdot(x[:, :, inputs], back), rtol=1e-12)
+
+
+@given(batch=st.integers(1, 5), rows=st.integers(0, 40), per_row=st.integers(1, 300),
+       budget=st.integers(1, 5000))
+def test_conv_pieces_cover_every_row_once_within_the_budget(batch, rows, per_row, budget):
+    """Whole images in the fewest near-equal batch chunks when one image fits; else one
+    image at a time in the fewest near-equal bands that fit (at least one row each)."""
+    with im2col_budget(budget):
+        pieces = conv_chunks(np, batch, rows, per_row)
+    seen = np.zeros((batch, rows), dtype=int)
+    for samples, band in pieces:
+        seen[samples, band] += 1
+        size = (samples.stop - samples.start) * (band.stop - band.start) * per_row
+        assert size <= budget or (samples.stop - samples.start == 1 and (
+            band.stop - band.start == 1 or band == slice(0, rows)))
+    assert (seen == 1).all()
+    if rows * per_row > budget:
+        heights = {band.stop - band.start for _, band in pieces}
+        assert max(heights) - min(heights) <= 1
+        assert len(pieces) == batch * -(-rows // max(1, budget // per_row))
+
+
+def test_a_photo_sized_convolution_keeps_its_columns_within_the_budget(rng):
+    """One 3 x 600 x 800 image through a 3 -> 16 3x3 convolution: its columns would take
+    52 MiB at once; in bands under a 1 MiB budget no im2col buffer exceeds it, and the
+    result is the same."""
+    x = rng.standard_normal((1, 3, 600, 800)).astype("float32")
+    weight = rng.standard_normal((16, 3, 3, 3)).astype("float32")
+    whole, _ = F.conv2d_forward(x, weight, None, 1, 1)
+    largest = []
+    real_im2col = F.im2col
+
+    def watched(*args, **kwargs):
+        cols = real_im2col(*args, **kwargs)
+        largest.append(cols.nbytes)
+        return cols
+
+    F.im2col = watched
+    try:
+        with im2col_budget(2**20):
+            banded, cache = F.conv2d_forward(x, weight, None, 1, 1)
+    finally:
+        F.im2col = real_im2col
+    assert max(largest) <= 2**20 < 27 * 600 * 800 * 4
+    assert cache.cols is None and np.array_equal(banded, whole)

@@ -28,13 +28,15 @@ so they already come in G blocks of C/G*KH*KW rows, and each of the three GEMMs 
 batched matrix product over a leading group axis (:func:`_group_matmul`); groups=1 keeps the
 plain 2-D product. Depthwise is G = C (with F = k*C, a channel multiplier of k).
 
-Memory: the batch is split into chunks whose im2col buffer fits the budget of
-:func:`minifcn.functional.im2col.batch_chunks` (by default 32 MiB on the CPU, where small
-buffers stay in the workspace and nearer the cache, and 256 MiB on a GPU). When the
-whole batch fits in one chunk, ``conv2d_forward`` keeps ``cols`` in its cache so backward
-needs no second im2col (measured: 3-11% of a forward+backward); otherwise backward
-recomputes it chunk by chunk. So the budget also bounds what each layer holds between its
-forward and backward.
+Memory: the work is split into pieces whose im2col buffer fits the budget of
+:func:`minifcn.functional.im2col.conv_chunks` (by default 32 MiB on the CPU, where small
+buffers stay in the workspace and nearer the cache, and 256 MiB on a GPU): chunks of the
+batch, or, when one image alone is too large, bands of its output rows (with the halo rows
+below each band that its windows reach), so that the columns stay within the budget for
+any image size. When the whole batch fits in one piece, ``conv2d_forward`` keeps ``cols``
+in its cache so backward needs no second im2col (measured: 3-11% of a forward+backward);
+otherwise backward recomputes it piece by piece. So the budget also bounds what each layer
+holds between its forward and backward.
 
 ``conv2d_naive`` and ``conv_transpose2d_naive`` compute the same things from the textbook
 definitions, with loops. They are slow; they are here to read, and as test oracles.
@@ -48,8 +50,9 @@ from typing import NamedTuple
 from ..backend import get_array_module
 from ..checks import as_pair
 from .im2col import (
-    batch_chunks,
+    band_input_rows,
     col2im,
+    conv_chunks,
     conv_output_size,
     conv_transpose_output_size,
     im2col,
@@ -172,9 +175,11 @@ def _weight_grad_mat(dy_mat, cols, groups: int):
     return _group_matmul(dy_mat, cols, groups, transpose_b=True)
 
 
-def _cols_nbytes(channels: int, kernel_size: Pair, output_size: Pair, dtype) -> int:
-    """Bytes of one sample's im2col buffer: C*KH*KW*OH*OW entries."""
-    return math.prod((channels, *kernel_size, *output_size)) * dtype.itemsize
+def _pieces(xp, batch: int, channels: int, kernel_size: Pair, output_size: Pair, dtype):
+    """:func:`~minifcn.functional.im2col.conv_chunks` for a convolution: one output row of
+    one sample takes C*KH*KW*OW entries of im2col's buffer."""
+    row_bytes = math.prod((channels, *kernel_size, output_size[1])) * dtype.itemsize
+    return conv_chunks(xp, batch, output_size[0], row_bytes)
 
 
 # --- convolution ---------------------------------------------------------------------------
@@ -206,11 +211,13 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, output
         output_size = conv_output_size((H, W), (KH, KW), stride, padding, dilation)
     W_mat = weight.reshape(F, -1)  # (F, C/G*KH*KW)
     y = xp.empty((N, F, *output_size), dtype=x.dtype)
-    chunks = batch_chunks(xp, N, _cols_nbytes(C, (KH, KW), output_size, x.dtype))
-    for batch in chunks:
-        cols = im2col(x[batch], (KH, KW), stride, padding, dilation, output_size)
+    chunks = _pieces(xp, N, C, (KH, KW), output_size, x.dtype)
+    for batch, rows in chunks:
+        band = None if len(chunks) == 1 else rows
+        cols = im2col(x[batch], (KH, KW), stride, padding, dilation, output_size, band)
         y_mat = _group_matmul(W_mat, cols, groups)
-        y[batch] = _from_matrix(y_mat, batch.stop - batch.start, output_size)
+        y[batch, :, rows] = _from_matrix(y_mat, batch.stop - batch.start,
+                                         (rows.stop - rows.start, output_size[1]))
         give(y_mat)
         if len(chunks) > 1:
             give(cols)
@@ -250,9 +257,9 @@ def conv2d_weight_grad(x, dy, kernel_size, stride=1, padding=0, dilation=1, cols
             give(dy_mat)
         return dW
     dW_mat = xp.zeros((F, math.prod(shape[1:])), dtype=dy.dtype)
-    for batch in batch_chunks(xp, N, _cols_nbytes(C, kernel_size, output_size, x.dtype)):
-        cols = im2col(x[batch], kernel_size, stride, padding, dilation, output_size)
-        dy_chunk = _to_matrix(dy[batch])
+    for batch, rows in _pieces(xp, N, C, kernel_size, output_size, x.dtype):
+        cols = im2col(x[batch], kernel_size, stride, padding, dilation, output_size, rows)
+        dy_chunk = _to_matrix(dy[batch, :, rows])
         dW_mat += _weight_grad_mat(dy_chunk, cols, groups)
         give(cols)
         give(dy_chunk)
@@ -299,19 +306,27 @@ def conv2d_input_grad(dy, weight, x_shape, stride=1, padding=0, dilation=1, grou
         release(cache)  # nobody else sees this cache
         return dx
     W_mat = weight.reshape(F, -1)
-    dx = xp.empty((N, C, H, W), dtype=dy.dtype)
-    chunks = batch_chunks(xp, N, _cols_nbytes(C, (KH, KW), output_size, dy.dtype))
-    for batch in chunks:
+    chunks = _pieces(xp, N, C, (KH, KW), output_size, dy.dtype)
+    banded = any(rows != slice(0, output_size[0]) for _, rows in chunks)
+    # Bands' halo rows overlap, so their contributions add up in a zeroed dx.
+    dx = (xp.zeros if banded else xp.empty)((N, C, H, W), dtype=dy.dtype)
+    for batch, rows in chunks:
         own = dy_mat is None or len(chunks) > 1
-        chunk_mat = _to_matrix(dy[batch]) if own else dy_mat
+        chunk_mat = _to_matrix(dy[batch, :, rows]) if own else dy_mat
         dcols = _group_matmul(W_mat, chunk_mat, groups, transpose_a=True)
         if own:
             give(chunk_mat)
-        padded = col2im(dcols, dx[batch].shape, (KH, KW), stride, padding, dilation,
-                        output_size)
+        shape = (batch.stop - batch.start, C, H, W)
+        if banded:
+            part = col2im(dcols, shape, (KH, KW), stride, padding, dilation, output_size,
+                          rows)
+            dx[batch, :, band_input_rows(rows, H, KH, stride[0], padding[0],
+                                         dilation[0])] += part
+        else:
+            part = col2im(dcols, shape, (KH, KW), stride, padding, dilation, output_size)
+            dx[batch] = part
         give(dcols)
-        dx[batch] = padded
-        give(padded)
+        give(part)
     return dx
 
 

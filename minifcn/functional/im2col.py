@@ -69,8 +69,10 @@ from .workspace import give, take
 __all__ = [
     "CPU_IM2COL_BUDGET",
     "GPU_IM2COL_BUDGET",
+    "band_input_rows",
     "batch_chunks",
     "col2im",
+    "conv_chunks",
     "conv_output_size",
     "conv_transpose_output_size",
     "default_im2col_budget",
@@ -127,9 +129,44 @@ def batch_chunks(xp, batch: int, bytes_per_sample: int) -> list[slice]:
 
     A single sample larger than the budget still goes alone in one chunk.
     """
-    budget = default_im2col_budget(xp) if _budget is None else _budget
-    per_chunk = max(1, budget // max(1, bytes_per_sample))
+    per_chunk = max(1, _current_budget(xp) // max(1, bytes_per_sample))
     return even_slices(batch, -(-batch // per_chunk))  # the fewest chunks that fit
+
+
+def _current_budget(xp) -> int:
+    return default_im2col_budget(xp) if _budget is None else _budget
+
+
+def conv_chunks(xp, batch: int, output_rows: int, bytes_per_row: int
+                ) -> list[tuple[slice, slice]]:
+    """The pieces a convolution works on, ``(samples, output rows)``, each piece's im2col
+    buffer within the budget on ``xp``'s device.
+
+    Whole images when one image's buffer (``output_rows * bytes_per_row``) fits: the
+    fewest batch chunks, as :func:`batch_chunks`. Otherwise one image at a time, in bands
+    of output rows, the fewest that fit, of near-equal heights (a band may be one row).
+    This is what bounds memory for any image size: a 12-megapixel photo's first layers
+    would need gigabytes of columns at once.
+    """
+    rows = slice(0, output_rows)
+    per_row = max(1, bytes_per_row)
+    if output_rows * per_row <= _current_budget(xp) or output_rows == 0:
+        return [(samples, rows) for samples in
+                batch_chunks(xp, batch, output_rows * per_row)]
+    per_band = max(1, _current_budget(xp) // per_row)
+    bands = even_slices(output_rows, -(-output_rows // per_band))
+    return [(slice(n, n + 1), band) for n in range(batch) for band in bands]
+
+
+def band_input_rows(rows: slice, height: int, kernel: int, stride: int, padding: int,
+                    dilation: int) -> slice:
+    """The input rows (of an unpadded input of ``height`` rows) that output rows ``rows``
+    read: the band plus its halo, the ``dilation * (kernel - 1)`` rows below it that its
+    last windows reach, clipped to the image (the rest is zero padding)."""
+    first = rows.start * stride - padding
+    last = (rows.stop - 1) * stride + dilation * (kernel - 1) - padding
+    start = min(max(first, 0), height)
+    return slice(start, max(start, min(last + 1, height)))  # empty: the band reads padding
 
 
 def conv_output_size(size: Pair, kernel_size: Pair, stride: Pair, padding: Pair,
@@ -184,8 +221,27 @@ def _patch(oh: int, ow: int, kernel_size: Pair, stride: Pair, dilation: Pair):
             slice(ow * SW, ow * SW + DW * (KW - 1) + 1, DW))
 
 
+def _band(x_height: int, kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair,
+          output_size: Pair, rows: slice | None):
+    """Where a band of output rows reads its input, in the padded buffer of the band.
+
+    Returns (band rows, band output size, rows of the band's padded buffer, input rows it
+    copies, the buffer row they start at). The buffer's row 0 is padded row
+    ``rows.start * SH``: output row ``r`` of the band reads buffer rows ``r*SH + i*DH``,
+    exactly as a whole image's output row reads its padded rows. Without a band, the whole
+    padded image.
+    """
+    (KH, _), (SH, _), (PH, _), (DH, _) = kernel_size, stride, padding, dilation
+    if rows is None:  # the whole image: every padded row, as the windows may not reach all
+        return slice(0, output_size[0]), output_size, x_height + 2 * PH, slice(0, x_height), PH
+    band_height = (rows.stop - rows.start - 1) * SH + DH * (KH - 1) + 1
+    inputs = band_input_rows(rows, x_height, KH, SH, PH, DH)
+    at = inputs.start + PH - rows.start * SH  # buffer row of the first input row
+    return rows, (rows.stop - rows.start, output_size[1]), band_height, inputs, at
+
+
 def im2col(x, kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair,
-           output_size: Pair | None = None):
+           output_size: Pair | None = None, rows: slice | None = None):
     """The KH x KW windows of ``x`` as the columns of one matrix.
 
     Args:
@@ -193,25 +249,32 @@ def im2col(x, kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair,
         kernel_size, stride, padding, dilation: pairs (height, width).
         output_size: the (OH, OW) grid of windows to take; default :func:`conv_output_size`.
             A transposed convolution's backward asks for fewer (see ``conv.py``).
+        rows: a band of output rows ``r0:r1`` to take the windows of (default all): the
+            columns of a band read only its input rows and the halo below them
+            (:func:`band_input_rows`), so a band's buffer is a band's size.
 
     Returns:
-        cols: (C*KH*KW, N*OH*OW), ``cols[(c, i, j), (n, oh, ow)] =
-        x_padded[n, c, oh*SH + i*DH, ow*SW + j*DW]``.
+        cols: (C*KH*KW, N*R*OW) for the R output rows, ``cols[(c, i, j), (n, r, ow)] =
+        x_padded[n, c, (r0 + r)*SH + i*DH, ow*SW + j*DW]``.
     """
     N, C, H, W = x.shape
     KH, KW = kernel_size
     PH, PW = padding
     if output_size is None:
         output_size = conv_output_size((H, W), kernel_size, stride, padding, dilation)
+    rows, output_size, band_height, inputs, at = _band(H, kernel_size, stride, padding,
+                                                       dilation, output_size, rows)
     OH, OW = output_size
     xp = get_array_module(x)
-    x_padded = take(xp, (C, N, H + 2 * PH, W + 2 * PW), x.dtype)
+    x_padded = take(xp, (C, N, band_height, W + 2 * PW), x.dtype)
     cols = take(xp, (C, KH, KW, N, OH, OW), x.dtype)
+    below = band_height - at - (inputs.stop - inputs.start)  # zero rows under the input
 
     def copy_channels(c0: int, c1: int) -> None:  # channels c0:c1, independent of the rest
         padded, block = x_padded[c0:c1], cols[c0:c1]
-        _zero_border(padded, PH, PW)  # a reused buffer: only the border needs clearing
-        padded[:, :, PH:PH + H, PW:PW + W] = x[:, c0:c1].transpose(1, 0, 2, 3)
+        _zero_border(padded, at, below, PW)  # a reused buffer: only the border needs clearing
+        padded[:, :, at:at + inputs.stop - inputs.start, PW:PW + W] = (
+            x[:, c0:c1, inputs].transpose(1, 0, 2, 3))
         if KH * KW <= OH * OW:
             for i in range(KH):
                 for j in range(KW):
@@ -228,41 +291,49 @@ def im2col(x, kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair,
     return cols.reshape(C * KH * KW, N * OH * OW)
 
 
-def _zero_border(x_padded, PH: int, PW: int) -> None:
-    """Zero the PH rows and PW columns on each side of (..., H + 2*PH, W + 2*PW)."""
-    if PH:
-        x_padded[..., :PH, :] = 0
-        x_padded[..., -PH:, :] = 0
+def _zero_border(x_padded, top: int, bottom: int, PW: int) -> None:
+    """Zero ``top`` and ``bottom`` rows and PW columns on each side of (..., rows, W + 2*PW)."""
+    height = x_padded.shape[-2]
+    if top:
+        x_padded[..., :top, :] = 0
+    if bottom:
+        x_padded[..., height - bottom:, :] = 0
     if PW:
-        x_padded[..., PH:x_padded.shape[-2] - PH, :PW] = 0
-        x_padded[..., PH:x_padded.shape[-2] - PH, -PW:] = 0
+        x_padded[..., top:height - bottom, :PW] = 0
+        x_padded[..., top:height - bottom, -PW:] = 0
 
 
 def col2im(cols, x_shape: tuple[int, int, int, int], kernel_size: Pair, stride: Pair,
-           padding: Pair, dilation: Pair, output_size: Pair | None = None):
+           padding: Pair, dilation: Pair, output_size: Pair | None = None,
+           rows: slice | None = None):
     """The adjoint of :func:`im2col`: add every column back where its window came from.
 
     ``<im2col(x), cols> == <x, col2im(cols)>`` for all ``x`` and ``cols``. An input pixel in
     several windows receives the sum of their entries.
 
     Args:
-        cols: (C*KH*KW, N*OH*OW), laid out as :func:`im2col` returns.
+        cols: (C*KH*KW, N*R*OW), laid out as :func:`im2col` returns.
         x_shape: (N, C, H, W), the shape of the image to rebuild.
         kernel_size, stride, padding, dilation, output_size: as for :func:`im2col`.
+        rows: the band of output rows ``cols`` holds (default all of them).
 
     Returns:
-        (N, C, H, W), a new array (a transposed view of a larger buffer: copy it into place,
-        after which a caller may hand the buffer back with ``workspace.give``).
+        (N, C, H, W) for the whole image, or for a band (N, C, R', W), its contributions to
+        input rows :func:`band_input_rows` (a band's halo rows overlap the next band's, so
+        add bands up): a new array (a transposed view of a larger buffer: copy it into
+        place, after which a caller may hand the buffer back with ``workspace.give``).
     """
     N, C, H, W = x_shape
     KH, KW = kernel_size
-    PH, PW = padding
+    PW = padding[1]
     if output_size is None:
         output_size = conv_output_size((H, W), kernel_size, stride, padding, dilation)
+    rows, output_size, band_height, inputs, at = _band(H, kernel_size, stride, padding,
+                                                       dilation, output_size, rows)
     OH, OW = output_size
     xp = get_array_module(cols)
     cols = cols.reshape(C, KH, KW, N, OH, OW)
-    x_padded = take(xp, (C, N, H + 2 * PH, W + 2 * PW), cols.dtype)
+    x_padded = take(xp, (C, N, band_height, W + 2 * PW), cols.dtype)
 
     def add_channels(c0: int, c1: int) -> None:  # channels c0:c1, independent of the rest
         padded, block = x_padded[c0:c1], cols[c0:c1]
@@ -279,4 +350,4 @@ def col2im(cols, x_shape: tuple[int, int, int, int], kernel_size: Pair, stride: 
                     padded[:, :, rows, columns] += block[:, :, :, :, oh, ow].transpose(0, 3, 1, 2)
 
     for_blocks(xp, C, cols.nbytes, add_channels)
-    return x_padded[:, :, PH:PH + H, PW:PW + W].transpose(1, 0, 2, 3)
+    return x_padded[:, :, at:at + inputs.stop - inputs.start, PW:PW + W].transpose(1, 0, 2, 3)

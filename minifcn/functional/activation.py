@@ -13,18 +13,20 @@ from ..backend import get_array_module
 __all__ = ["leaky_relu_backward", "leaky_relu_forward", "relu_backward", "relu_forward"]
 
 
-def relu_forward(x):
+def relu_forward(x, *, keep_cache: bool = True):
     """``y = max(x, 0)``.
 
     Args:
         x: float array of any shape, e.g. (N, C, H, W).
+        keep_cache: False when no backward will follow (``no_grad``): the mask, a quarter
+            of x's size, is then not made.
 
     Returns:
         y: same shape and dtype as x.
-        cache: boolean mask ``x > 0``, same shape.
+        cache: boolean mask ``x > 0``, same shape (None without ``keep_cache``).
     """
     xp = get_array_module(x)
-    return xp.maximum(x, 0.0), x > 0.0
+    return xp.maximum(x, 0.0), (x > 0.0 if keep_cache else None)
 
 
 def relu_backward(dy, cache):
@@ -40,16 +42,18 @@ def relu_backward(dy, cache):
     return dy * cache
 
 
-def leaky_relu_forward(x, negative_slope: float = 0.01):
+def leaky_relu_forward(x, negative_slope: float = 0.01, *, keep_cache: bool = True):
     """``y = x`` where x > 0, else ``negative_slope * x``.
 
     Args:
         x: float array of any shape, e.g. (N, C, H, W).
         negative_slope: the slope for x <= 0.
+        keep_cache: False when no backward will follow: no mask is made.
 
     Returns:
         y: same shape and dtype as x.
-        cache: ``(mask, negative_slope)`` with the boolean mask ``x > 0``.
+        cache: ``(mask, negative_slope)`` with the boolean mask ``x > 0`` (None without
+        ``keep_cache``).
     """
     xp = get_array_module(x)
     # Arithmetic rather than xp.where, which branches on each element and is ~5x slower on
@@ -57,7 +61,7 @@ def leaky_relu_forward(x, negative_slope: float = 0.01):
     y = xp.minimum(x, 0.0)
     y *= negative_slope
     y += xp.maximum(x, 0.0)
-    return y, (x > 0.0, negative_slope)
+    return y, ((x > 0.0, negative_slope) if keep_cache else None)
 
 
 def leaky_relu_backward(dy, cache):

@@ -232,18 +232,21 @@ def _first_inside_offsets(geometry: PoolGeometry, xp):
     return first_row[:, None] * geometry.kernel_size[1] + first_col[None, :]
 
 
-def max_pool2d_forward(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+def max_pool2d_forward(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                       *, keep_cache: bool = True):
     """The maximum of each KH x KW window (taps DH x DW apart) of ``x`` padded with -inf.
 
     Args:
         x: (N, C, H, W) float.
         kernel_size, stride (default: kernel_size), padding, dilation: ints or pairs.
         ceil_mode: round the output size up (see :func:`pool_output_size`).
+        keep_cache: False when no backward will follow and no indices are wanted
+            (``no_grad``): the maxima alone, without recording where each came from.
 
     Returns:
         y: (N, C, OH, OW).
-        cache: a :class:`MaxPool2dCache`; :func:`max_pool2d_indices` turns it into PyTorch's
-            indices.
+        cache: a :class:`MaxPool2dCache` (None without ``keep_cache``);
+            :func:`max_pool2d_indices` turns it into PyTorch's indices.
 
     Ties go to the first maximum in the window's row-major scan, as in PyTorch. A window
     holding a NaN outputs NaN, as in PyTorch; its recorded maximum (where the gradient
@@ -259,6 +262,10 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, dilation=1, ceil_
     x_padded = geometry.pad(x, _NEG_INF)  # -inf: a padding tap never wins
 
     y = xp.full((N, C, OH, OW), _NEG_INF, dtype=x.dtype)
+    if not keep_cache:
+        for _, rows, cols in geometry.windows():
+            xp.maximum(y, x_padded[:, :, rows, cols], out=y)  # a NaN propagates into y
+        return y, None
     # Each window starts at its first real pixel rather than a padding tap, so that a window
     # of -inf values points at a pixel, as PyTorch's does. A small integer type: the scan
     # reads and writes `offset` once per kernel offset.

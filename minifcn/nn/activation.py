@@ -11,6 +11,7 @@ from ..functional.activation import (
     relu_backward,
     relu_forward,
 )
+from ..grad_mode import is_grad_enabled
 from .module import Module
 
 __all__ = ["LeakyReLU", "ReLU"]
@@ -33,7 +34,7 @@ class _Elementwise(Module):
     def forward(self, x):
         """x: any shape, e.g. (N, C, H, W) -> y: same shape and dtype."""
         checks.check_input(self._where(), x, ndim=None)
-        y, cache = self._forward(x, *self._arguments())
+        y, cache = self._forward(x, *self._arguments(), keep_cache=is_grad_enabled())
         self._cache = (cache, tuple(y.shape), y.dtype)
         return y
 

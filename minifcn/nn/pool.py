@@ -33,6 +33,7 @@ from ..functional.pool import (
     max_unpool_output_size,
     pool_output_size,
 )
+from ..grad_mode import is_grad_enabled
 from .module import Module, accepts_unbatched
 
 __all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "MaxPool2d", "MaxUnpool2d"]
@@ -100,8 +101,9 @@ class MaxPool2d(_Pool2d):
         checks.check_input(self._where, x)
         pool_output_size(x.shape[2:], self._kernel, self._stride, self._padding, self._dilation,
                          self.ceil_mode, where=self._where)  # an input too small: say so here
+        keep_cache = is_grad_enabled() or self.return_indices  # the indices come from it
         y, cache = max_pool2d_forward(x, self._kernel, self._stride, self._padding,
-                                      self._dilation, self.ceil_mode)
+                                      self._dilation, self.ceil_mode, keep_cache=keep_cache)
         self._cache = (cache, y)
         return (y, max_pool2d_indices(cache)) if self.return_indices else y
 

@@ -42,6 +42,7 @@ from .data import (
     median_frequency_weights,
 )
 from .functional.parallel import even_slices
+from .grad_mode import no_grad
 from .metrics import ConfusionMatrix
 from .models import CLASSIFIERS, MODELS, build_model
 from .nn import CrossEntropyLoss, SyncBatchNorm
@@ -232,6 +233,7 @@ def _make_optimizer(config: TrainConfig, model):
     return Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
 
+@no_grad()  # nothing is kept for a backward: evaluation needs a fraction of the memory
 def _confusion_and_loss(model, loader, confusion: ConfusionMatrix, criterion) -> float | None:
     """Fill ``confusion`` with the model's argmax against each batch's targets, in
     evaluation mode (running batch-norm statistics, no dropout), and leave the model in

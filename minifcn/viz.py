@@ -9,8 +9,9 @@ from __future__ import annotations
 from . import backend
 from .backend import np
 from .data import VOID_COLOR, colorize, voc_palette
+from .grad_mode import no_grad
 
-__all__ = ["predict_masks", "save_curves", "save_predictions", "show_panels"]
+__all__ = ["predict_mask", "predict_masks", "save_curves", "save_predictions", "show_panels"]
 
 
 def _pyplot():
@@ -22,15 +23,37 @@ def _pyplot():
     return plt
 
 
+@no_grad()
 def predict_masks(model, images, batch_size: int = 16):
-    """Class index per pixel, (N, H, W) on the host, for host images (N, C, H, W)."""
+    """Class index per pixel, (N, H, W) on the host, for host images (N, C, H, W); the model
+    in evaluation mode, under ``no_grad`` (nothing kept for a backward)."""
     model.eval()
     dtype = next(iter(model.parameters())).dtype
     out = []
     for start in range(0, len(images), batch_size):
         batch = backend.to_device(images[start:start + batch_size], model.device)
-        out.append(backend.to_numpy(model(batch.astype(dtype)).argmax(axis=1)))
+        out.append(backend.to_numpy(model(batch.astype(dtype, copy=False)).argmax(axis=1)))
     return np.concatenate(out)
+
+
+def predict_mask(model, image) -> np.ndarray:
+    """Class index per pixel, (H, W) uint8 on the host, for one host image (3, H, W) of any
+    size: padded by reflection to a multiple of the model's output stride, segmented under
+    ``no_grad``, and cropped back.
+
+    Memory: with no caches kept and the convolutions' columns in bands
+    (:func:`~minifcn.functional.im2col.conv_chunks`), the peak is about two of the largest
+    activations (a layer's input and output): for FCN-8s at the default widths, 16 channels
+    at full resolution, about 140 bytes a pixel.
+    """
+    height, width = image.shape[1:]
+    stride = model.encoder.stride
+    pad_h, pad_w = -height % stride, -width % stride
+    if pad_h or pad_w:  # reflection needs more rows than it pads; a sliver repeats its edge
+        mode = "reflect" if pad_h < height and pad_w < width else "edge"
+        image = np.pad(image, ((0, 0), (0, pad_h), (0, pad_w)), mode=mode)
+    mask = predict_masks(model, image[None], batch_size=1)[0, :height, :width]
+    return mask.astype(np.uint8) if mask.max(initial=0) < 256 else mask
 
 
 def show_panels(axes, panels, titles=None, fontsize=None) -> None:

@@ -20,6 +20,7 @@ from minifcn.data import (
     Shapes,
     class_frequencies,
     colorize,
+    image_files,
     load_image,
     median_frequency_weights,
     read_class_names,
@@ -699,3 +700,60 @@ def test_the_four_neighbours_are_one_pixel_away_each_way():
     dot[1, 1] = 1
     spread = sum(shifted(dot, r, c, 0) for r, c in FOUR_NEIGHBOURS)
     assert spread.tolist() == [[0, 1, 0], [1, 0, 1], [0, 1, 0]]
+
+
+def test_load_image_turns_phone_photos_upright(tmp_path, pil):
+    """A photo stored sideways with EXIF orientation 6 ("turn 90 degrees clockwise to
+    view") comes back upright, as the phone showed it."""
+    stored = np.zeros((32, 48, 3), dtype=np.uint8)  # 32 rows x 48 columns as stored
+    stored[:16, :16] = (255, 0, 0)  # red in the stored top-left corner
+    exif = pil.Exif()
+    exif[0x0112] = 6
+    pil.fromarray(stored).save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    image = load_image(tmp_path / "phone.jpg")
+    assert image.shape == (3, 48, 32)  # upright: 48 rows x 32 columns
+    assert image[0, 4, 28] > 0.9 and image[0, 4, 4] < 0.1  # red moved to the top-right
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I", "F", "L", "LA", "RGBA", "CMYK", "P",
+                                  "P with transparency"])
+def test_load_image_reads_every_mode_as_rgb_in_zero_one(tmp_path, pil, mode):
+    grey = np.array([[0, 64], [128, 255]], dtype=np.uint8)
+    save = {}
+    if mode in ("I;16", "I"):
+        picture = pil.fromarray(grey.astype(np.uint16) * 257)  # 16 bits: 0 .. 65535
+        picture = picture.convert("I") if mode == "I" else picture
+    elif mode == "F":
+        picture = pil.fromarray(grey.astype(np.float32) / 255.0)
+    elif mode.startswith("P"):
+        picture = pil.fromarray(np.stack([grey] * 3, axis=-1)).convert(
+            "P", palette=pil.Palette.ADAPTIVE, colors=4)
+        if mode != "P":
+            save = {"transparency": 0}
+    else:
+        picture = pil.fromarray(np.stack([grey] * 3, axis=-1)).convert(mode)
+    assert picture.mode == mode.split()[0]
+    path = tmp_path / ("x.tiff" if mode in ("I;16", "I", "F", "CMYK") else "x.png")
+    picture.save(path, **save)
+    image = load_image(path)
+    assert image.shape == (3, 2, 2) and image.dtype == np.float32
+    assert image.min() >= 0.0 and image.max() <= 1.0
+    np.testing.assert_allclose(image[0], grey / 255.0, atol=0.02)  # the picture's greys
+
+
+def test_a_corrupt_image_is_one_clear_error(tmp_path):
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    with pytest.raises(ValueError, match="cannot read image .*broken.jpg"):
+        load_image(tmp_path / "broken.jpg")
+
+
+def test_image_files_expands_folders(tmp_path, pil):
+    for name in ("b.png", "a.jpg", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "sub").mkdir()
+    assert [p.name for p in image_files([tmp_path])] == ["a.jpg", "b.png"]
+    assert image_files([tmp_path / "notes.txt"]) == [tmp_path / "notes.txt"]  # as given
+    with pytest.raises(FileNotFoundError, match="no image file or folder"):
+        image_files([tmp_path / "nowhere"])
+    with pytest.raises(ValueError, match="holds no image files"):
+        image_files([tmp_path / "sub"])

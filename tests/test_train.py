@@ -155,6 +155,39 @@ def test_cli_predict_writes_palette_masks_of_the_image_size(trained, tmp_path):
         assert set(np.unique(np.asarray(mask))) <= {0, 1, 2, 3}
 
 
+def test_cli_predict_runs_a_folder_and_skips_what_it_cannot_read(trained, tmp_path):
+    """A folder of images: the unreadable one is skipped with one line naming it, every
+    other gets its mask, and the exit status says that one was skipped."""
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    picture = (Shapes(1, image_size=64, seed=3).images[0].transpose(1, 2, 0) * 255)
+    Image.fromarray(picture.astype(np.uint8)).save(folder / "a.png")
+    Image.fromarray(picture.astype(np.uint8)).convert("CMYK").save(folder / "b.jpg")
+    (folder / "c.jpg").write_bytes(b"\xff\xd8\xff not a photo")
+    result = run_cli("predict", "--checkpoint", str(trained / "best.npz"), str(folder),
+                     "--out", str(tmp_path / "masks"))
+    assert result.returncode == 1
+    assert sorted(os.listdir(tmp_path / "masks")) == ["a.png", "b.png"]
+    errors = result.stderr.strip().splitlines()
+    assert errors[0].startswith(f"minifcn predict: skipped {folder / 'c.jpg'}: ")
+    assert errors[-1] == "minifcn predict: 2 of 3 images done, 1 skipped"
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_predict_refuses_two_images_that_would_write_one_mask(trained, tmp_path):
+    from PIL import Image
+
+    for name in ("x.png", "x.jpg"):
+        Image.new("RGB", (32, 32)).save(tmp_path / name)
+    result = run_cli("predict", "--checkpoint", str(trained / "best.npz"),
+                     str(tmp_path / "x.png"), str(tmp_path / "x.jpg"),
+                     "--out", str(tmp_path / "masks"))
+    assert result.returncode == 1 and "would both write" in result.stderr
+    assert not (tmp_path / "masks").exists()
+
+
 @pytest.mark.parametrize("args,message", [
     (["train", "--image-size", "48"], "multiple of 32"),
     (["train", "--device", "gpu"], "gpu"),

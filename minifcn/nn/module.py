@@ -446,6 +446,14 @@ class WeightedLayer(Module):
     def _release(cache) -> None:
         """Called once backward is done with ``cache`` (convolutions recycle buffers)."""
 
+    def _forget_backward_state(self) -> None:
+        """Under no_grad the cache is done with as soon as forward returns: its buffers go
+        back to the workspace now, for the next layer's im2col to reuse."""
+        cache = self.__dict__.get("_cache")
+        if isinstance(cache, tuple):
+            self._release(cache[0])
+        super()._forget_backward_state()
+
     def backward(self, dy):
         """``dx`` for the ``x`` of the last forward; adds into ``weight.grad`` and
         ``bias.grad`` (frozen parameters are skipped, their matrix products too)."""

@@ -415,7 +415,7 @@ def _evaluate(args) -> None:
 
 
 def _predict(args) -> int:
-    from .data import image_files, load_image, save_mask_png
+    from .data import image_files, save_mask_png
     from .viz import predict_mask
 
     model, config = _load_model(args.checkpoint, args.device)
@@ -434,16 +434,14 @@ def _predict(args) -> int:
     bar = _file_progress(paths, not args.quiet)
     skipped = 0
     for target, path in targets.items():
-        try:
-            image = load_image(path)  # (3, H, W) float32 in [0, 1], upright
-        except (ValueError, OSError) as error:
+        try:  # read (upright, RGB in [0, 1]) and segmented, the photo held by nothing else
+            mask = predict_mask(model, path)
+        except (ValueError, OSError) as error:  # an image that cannot be read: the next
             skipped += 1
             bar.write(f"minifcn predict: skipped {path}: {str(error).splitlines()[0]}",
                       file=sys.stderr)
             bar.update()
             continue
-        mask = predict_mask(model, image)
-        del image  # the mask is all that is left of this image
         save_mask_png(target, mask)
         bar.write(f"{path} -> {target}")
         bar.update()

@@ -209,3 +209,17 @@ def test_thread_settings_must_come_before_numpy():
         pytest.skip("already called in this process")
     with pytest.raises(RuntimeError, match=re.escape("must run before importing ['numpy'")):
         common.quiet_thread_spinning()
+
+
+@pytest.mark.torch
+def test_inference_script_measures_the_photo_the_steps_and_predict(torch, tmp_path):
+    result = run_script("inference.py", *TINY, "--photo", "64", "96", "--predict", "40", "50",
+                        "--steps", "32", "--out", str(tmp_path), cwd=tmp_path)
+    assert_ran(result)
+    text = check_results(tmp_path / "inference.md")
+    (forward,) = table_rows(text, "FCN-8s eval forward, 1x3x64x96")
+    (step,) = table_rows(text, "FCN-8s training step, 8x3x32x32")
+    for row, target in ((forward, "1.5"), (step, "1.6")):
+        assert ratio(row[3]) > 0 and row[4].startswith(f"<= {target}x: "), row
+    (predict,) = table_rows(text, "50 x 40 JPEG")
+    assert float(predict[1]) > 0 and predict[3].startswith("<= 2048 MiB: met"), predict

@@ -110,16 +110,19 @@ def ratio_cells(result: _common.Measurement, targets: dict) -> list[str]:
 
 def main(argv=None) -> None:
     parser = _common.argument_parser(__doc__.splitlines()[0], repeats=5, quick_repeats=1)
-    parser.add_argument("--photo", type=int, nargs=2, default=(1504, 2016),
-                        metavar=("H", "W"), help="the eval forward's photo (default 1504 2016)")
-    parser.add_argument("--predict", type=int, nargs=2, default=(3000, 4000),
-                        metavar=("H", "W"), help="the photo minifcn predict segments "
-                                                 "(default 3000 4000)")
-    parser.add_argument("--steps", type=int, nargs="+", default=(64, 256, 512),
-                        help="image sides of the training steps, batch 8 (default 64 256 512)")
+    parser.add_argument("--photo", type=int, nargs=2, metavar=("H", "W"),
+                        help="the eval forward's photo (default 1504 2016; 480 640 with "
+                             "--quick)")
+    parser.add_argument("--predict", type=int, nargs=2, metavar=("H", "W"),
+                        help="the photo minifcn predict segments (default 3000 4000; 600 800 "
+                             "with --quick)")
+    parser.add_argument("--steps", type=int, nargs="+",
+                        help="image sides of the training steps, batch 8 (default 64 256 512; "
+                             "64 128 with --quick)")
     args = _common.parse_arguments(parser, argv)
-    if args.quick:
-        args.photo, args.predict, args.steps = (480, 640), (600, 800), (64, 128)
+    args.photo = args.photo or ((480, 640) if args.quick else (1504, 2016))
+    args.predict = args.predict or ((600, 800) if args.quick else (3000, 4000))
+    args.steps = args.steps or ((64, 128) if args.quick else (64, 256, 512))
     env = _common.setup(args)
     import torch_models  # PyTorch: only after setup() has checked it is there
 

@@ -12,7 +12,9 @@ result (a 0-d device array) as a Python number.
 Without a GPU (as on the machines minifcn is developed on) the GPU is played by the strict
 CuPy stand-in the tests use (``minifcn.testing.strict_cupy``): NumPy arrays in a wrapper that
 refuses what CuPy refuses. With ``--device gpu`` on a machine with CuPy and an NVIDIA GPU, the
-real CuPy plays it and the lesson also times a training step on both devices.
+real CuPy plays it and the lesson also times a training step on both devices. Last, memory:
+what a training forward keeps for its backward, measured by kind of layer, and why
+prediction under ``minifcn.no_grad()`` needs a fraction of it.
 
 New since lesson 12: nothing about segmentation; everything about where the arrays live.
 
@@ -23,6 +25,7 @@ import contextlib
 import inspect
 import os
 import time
+import tracemalloc
 
 # One BLAS thread, set before NumPy loads: on a busy shared machine a second thread waits
 # for a free core at every matrix product (see lesson 01).
@@ -301,6 +304,86 @@ with gpu_array_module() as gpu_xp:
         devices {'would pass here and fail on a real GPU' if same_stream else 'fails'}.
         Hence dropout=0 above, and, in the test suite, masks injected rather than drawn.
     """)
+
+# %% [markdown]
+# ## Memory: what a backward keeps, and why prediction needs a fraction of it
+#
+# One forward of FCN-8s on a larger image, once as training does it and once under
+# minifcn.no_grad(), with the host memory each takes measured; and what the layers keep for
+# their backward, by kind.
+
+# %%
+lesson.heading("Memory: what a backward keeps, and why prediction needs a fraction of it")
+
+
+def held_by_kind(model):
+    """Bytes of the arrays each kind of layer holds in its cache, by class name (an array
+    two caches share is counted once)."""
+    held, seen = {}, set()
+
+    def add(kind, value, depth=0):
+        if backend.is_array(value) and id(value) not in seen:
+            seen.add(id(value))
+            held[kind] = held.get(kind, 0) + int(value.nbytes)
+        elif isinstance(value, tuple) and depth < 3:
+            for item in value:
+                add(kind, item, depth + 1)
+        elif hasattr(value, "__dataclass_fields__") and depth < 3:  # batch norm's cache
+            for item in vars(value).values():
+                add(kind, item, depth + 1)
+
+    for module in model.modules():
+        cache = vars(module).get("_cache")
+        if isinstance(cache, tuple):
+            add(type(module).__name__, cache)
+    return held
+
+
+def forward_peak(model, image):
+    """(the host memory a forward's arrays took at their peak, in bytes, its output)."""
+    tracemalloc.start()  # NumPy reports every array it allocates to tracemalloc
+    try:
+        logits = model(image)
+        return tracemalloc.get_traced_memory()[1], logits
+    finally:
+        tracemalloc.stop()
+
+
+MEMORY_SIZE = 256 if lesson.quick else 512
+minifcn.manual_seed(0)
+big_model = build_model("fcn8s", CLASSES, device="cpu").eval()  # the default widths
+photo = np.random.default_rng(5).random((1, 3, MEMORY_SIZE, MEMORY_SIZE), dtype=np.float32)
+training_peak, kept_logits = forward_peak(big_model, photo)
+kept = held_by_kind(big_model)
+with minifcn.no_grad():
+    predicting_peak, free_logits = forward_peak(big_model, photo)
+assert np.array_equal(kept_logits, free_logits), "no_grad must not change a single number"
+assert held_by_kind(big_model) == {}, "under no_grad no layer may keep anything"
+assert predicting_peak < training_peak / 2, "prediction should need far less memory"
+activation = 16 * MEMORY_SIZE * MEMORY_SIZE * 4  # stage 1's output: 16 channels, float32
+mib = 2.0**20
+kinds = ", ".join(f"{kind} {nbytes / mib:.0f} MiB" for kind, nbytes in
+                  sorted(kept.items(), key=lambda item: -item[1]) if nbytes >= mib)
+lesson.say(f"""
+    FCN-8s at the default widths, in evaluation mode, on one {MEMORY_SIZE} x {MEMORY_SIZE}
+    image (host memory measured with tracemalloc, on the CPU whatever --device says). With
+    gradients enabled, as in training, the forward kept {sum(kept.values()) / mib:.0f} MiB for
+    a backward, by kind of layer: {kinds}. A convolution needs its input for the weight
+    gradient (and keeps its im2col columns when they are small enough, so as not to copy
+    them again), batch norm its input (centred, in training), ReLU a mask of where x > 0,
+    max pooling where each maximum came from. All of it stays until the backward, so the
+    forward's peak was {training_peak / mib:.0f} MiB.
+
+    Prediction never runs a backward. Under minifcn.no_grad() each layer forgets its cache as
+    soon as its forward returns, ReLU and max pooling do not even make theirs, and the
+    models let each activation go once its last reader has run (a skip until its merge).
+    What is left at any moment is about one layer's input and output: the peak was
+    {predicting_peak / mib:.0f} MiB, {training_peak / predicting_peak:.1f}x less, for the
+    same logits to the last bit. (One 16-channel activation at full resolution is
+    {activation / mib:.0f} MiB.) Add the convolutions' columns, kept within a budget by
+    working in bands of rows, and memory grows with the image only through the activations:
+    minifcn predict segments a 12-megapixel photo in under 2 GiB (benchmarks/inference.py).
+""")
 
 # %% [markdown]
 # ## Timing a training step on each device

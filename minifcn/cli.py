@@ -215,9 +215,9 @@ def _parser() -> argparse.ArgumentParser:
                     "when any was skipped).",
         epilog="Memory: nothing is kept for a backward, and the convolutions work in bands "
                "of rows, so the peak is about two of the largest activations: for FCN-8s "
-               "at the default widths about 160 bytes a pixel, image included (a "
-               "12-megapixel photo: 1.9 GB; 4 GB of memory: about 25 megapixels). Measured "
-               "with benchmarks/inference.py.")
+               "at the default widths about 170 bytes a pixel, the photo and the process "
+               "included (a 12-megapixel photo: 1.95 GiB; 4 GB of memory: about 23 "
+               "megapixels). Measured with benchmarks/inference.py.")
     predict.add_argument("--checkpoint", required=True, metavar="CKPT",
                          help="a checkpoint written by minifcn train (required)")
     predict.add_argument("images", nargs="+", metavar="IMAGE",

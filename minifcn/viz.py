@@ -46,7 +46,7 @@ def predict_mask(model, image) -> np.ndarray:
     Memory: with no caches kept and the convolutions' columns in bands
     (:func:`~minifcn.functional.im2col.conv_chunks`), the peak is about two of the largest
     activations (a layer's input and output): for FCN-8s at the default widths, 16 channels
-    at full resolution, about 140 bytes a pixel.
+    at full resolution, about 130 bytes a pixel for the forward.
     """
     if not hasattr(image, "shape"):
         image = load_image(image)

@@ -80,11 +80,11 @@ def check_inplace(where: str, inplace) -> bool:
 
 
 def check_probability(where: str, p) -> float:
-    """A drop probability in [0, 1)."""
+    """A drop probability in [0, 1] (1 drops everything, as PyTorch allows)."""
     if not isinstance(p, Real) or isinstance(p, bool):
-        raise TypeError(f"{where}: p must be a number in [0, 1), got {p!r}")
-    if not 0.0 <= float(p) < 1.0:
-        raise ValueError(f"{where}: p must be in [0, 1), got {p!r}")
+        raise TypeError(f"{where}: p must be a number in [0, 1], got {p!r}")
+    if not 0.0 <= float(p) <= 1.0:
+        raise ValueError(f"{where}: p must be in [0, 1], got {p!r}")
     return float(p)
 
 

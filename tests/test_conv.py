@@ -972,3 +972,21 @@ def test_a_photo_sized_convolution_keeps_its_columns_within_the_budget(rng):
         F.im2col = real_im2col
     assert max(largest) <= 2**20 < 27 * 600 * 800 * 4
     assert cache.cols is None and np.array_equal(banded, whole)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("training", [True, False])
+def test_an_empty_batch_gives_an_empty_output_as_pytorch(bk, torch, transposed, training):
+    """N = 0, as PyTorch's Conv2d_zero_batch test: an empty output of the right shape, an
+    empty dx, and no gradient reaching the parameters (it crashed with a ZeroDivisionError
+    once the im2col budget split batches)."""
+    layer = (ConvTranspose2d(3, 4, 3, stride=2, padding=1, output_padding=1) if transposed
+             else Conv2d(3, 4, 3, padding=1)).to(bk.device, "float64").train(training)
+    twin = (torch.nn.ConvTranspose2d(3, 4, 3, stride=2, padding=1, output_padding=1)
+            if transposed else torch.nn.Conv2d(3, 4, 3, padding=1))
+    x = np.zeros((0, 3, 5, 7))
+    y = layer(bk.asarray(x))
+    assert tuple(y.shape) == tuple(twin(torch.from_numpy(x).float()).shape)
+    dx = layer.backward(bk.asarray(np.zeros(y.shape)))
+    assert tuple(dx.shape) == x.shape
+    assert not bk.numpy(layer.weight.grad).any() and not bk.numpy(layer.bias.grad).any()

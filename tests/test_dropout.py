@@ -197,9 +197,9 @@ def test_repr():
 
 @pytest.mark.parametrize("layer", [Dropout, Dropout2d])
 @pytest.mark.parametrize("kwargs, error, match", [
-    (dict(p=1.0), ValueError, r"LAYER\(p=1.0\): p must be in \[0, 1\), got 1.0"),
-    (dict(p=-0.1), ValueError, r"LAYER\(p=-0.1\): p must be in \[0, 1\)"),
-    (dict(p="0.5"), TypeError, r"LAYER\(p='0.5'\): p must be a number in \[0, 1\)"),
+    (dict(p=1.5), ValueError, r"LAYER\(p=1.5\): p must be in \[0, 1\], got 1.5"),
+    (dict(p=-0.1), ValueError, r"LAYER\(p=-0.1\): p must be in \[0, 1\]"),
+    (dict(p="0.5"), TypeError, r"LAYER\(p='0.5'\): p must be a number in \[0, 1\]"),
     (dict(p=0.5, inplace=True), ValueError, r"LAYER\(p=0.5\): inplace=True is not supported"),
     (dict(p=0.5, inplace=0), TypeError, r"LAYER\(p=0.5\): inplace must be True or False"),
     (dict(p=0.5, generator=42), TypeError, r"LAYER\(p=0.5\): generator must be a "
@@ -230,3 +230,23 @@ def test_bad_backward(bk):
     drop.backward(dy)
     with pytest.raises(ValueError, match="backward called before forward"):
         drop.backward(dy)
+
+
+@pytest.mark.parametrize("layer", [Dropout, Dropout2d])
+def test_p_one_drops_everything_as_pytorch_does(bk, layer, torch):
+    """p = 1 is accepted, as in PyTorch: y = x * 0 in training (a NaN or an infinity stays
+    NaN, a negative value gives -0), zero gradients; the identity in evaluation."""
+    x = np.full((2, 3, 2, 2), -2.0)
+    x[0, 0, 0, :2] = (np.nan, np.inf)
+    dropout = layer(p=1.0)
+    with np.errstate(invalid="ignore"):  # inf * 0: NumPy warns where PyTorch is silent
+        y = bk.numpy(dropout(bk.asarray(x)))
+    functional = torch.nn.functional.dropout if layer is Dropout else (
+        torch.nn.functional.dropout2d)
+    expected = functional(torch.from_numpy(x), p=1.0, training=True).numpy()
+    np.testing.assert_array_equal(y, expected)  # NaN where PyTorch's is, -0 elsewhere
+    assert np.array_equal(np.signbit(y), np.signbit(expected))
+    dx = bk.numpy(dropout.backward(bk.asarray(np.ones_like(x))))
+    assert not dx.any()
+    dropout.eval()
+    assert np.array_equal(bk.numpy(dropout(bk.asarray(x))), x, equal_nan=True)

@@ -422,3 +422,18 @@ def test_weight_is_used_in_the_logits_dtype(bk, torch, rng, weight_dtype, logits
     tol = 1e-9 if logits_dtype == "float64" else 1e-5
     np.testing.assert_allclose(loss, loss_t, rtol=tol, atol=tol)
     np.testing.assert_allclose(dlogits, dlogits_t, rtol=0, atol=tol)
+
+
+def test_a_float64_weight_keeps_its_dtype_as_pytorch(torch, rng):
+    """A float64 weight array stays float64 (it was rounded to float32, moving a float64
+    loss by 7.5e-9 from PyTorch's); a list takes the default float32, as torch.tensor's."""
+    weight = np.array([0.3, 1.7, 2.9, 0.05])
+    logits = rng.standard_normal((2, 4, 5, 5))
+    target = rng.integers(0, 4, (2, 5, 5))
+    criterion = CrossEntropyLoss(weight=weight)
+    assert criterion.weight.dtype == np.float64
+    assert CrossEntropyLoss(weight=weight.tolist()).weight.dtype == np.float32
+    ours = float(criterion(logits, target))
+    theirs = torch.nn.CrossEntropyLoss(weight=torch.from_numpy(weight))(
+        torch.from_numpy(logits), torch.from_numpy(target))
+    assert abs(ours - float(theirs)) < 1e-14

@@ -27,7 +27,8 @@ def dropout_forward(x, p: float, training: bool, mask=None, generator: Generator
 
     Args:
         x: float array of any shape, e.g. (N, C, H, W).
-        p: drop probability in [0, 1).
+        p: drop probability in [0, 1]; with 1 every value is dropped (y = x * 0, so a NaN
+            or an infinity in x stays NaN, as in PyTorch).
         training: drop (True) or pass x through unchanged (False).
         mask: optional boolean keep-mask (True = keep) broadcastable to x's shape, e.g.
             (N, C, H, W) or (N, C, 1, 1); drawn from ``generator`` when None.
@@ -49,7 +50,9 @@ def dropout_forward(x, p: float, training: bool, mask=None, generator: Generator
     else:
         _check_mask("dropout_forward", x, mask)
     # As PyTorch: the mask is scaled once, then multiplied in (y and dx use the same array).
-    scaled_mask = mask.astype(x.dtype) / (1.0 - p)
+    # p = 1 keeps nothing, and 1 / (1 - p) has no value: the scaled mask is all zeros.
+    scaled_mask = (mask.astype(x.dtype) / (1.0 - p) if p < 1.0
+                   else get_array_module(x).zeros(mask.shape, dtype=x.dtype))
     return x * scaled_mask, scaled_mask
 
 

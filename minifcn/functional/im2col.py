@@ -127,8 +127,11 @@ def batch_chunks(xp, batch: int, bytes_per_sample: int) -> list[slice]:
     device: the fewest chunks that fit, of sizes that differ by at most one (two chunks of
     4 rather than one of 5 and one of 3: the largest buffer is as small as it can be).
 
-    A single sample larger than the budget still goes alone in one chunk.
+    A single sample larger than the budget still goes alone in one chunk; an empty batch
+    has no chunks.
     """
+    if batch == 0:
+        return []
     per_chunk = max(1, _current_budget(xp) // max(1, bytes_per_sample))
     return even_slices(batch, -(-batch // per_chunk))  # the fewest chunks that fit
 

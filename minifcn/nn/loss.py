@@ -35,9 +35,10 @@ class CrossEntropyLoss(Module):
 
     Args (PyTorch's order):
         weight: optional per-class weights (C,) (an array or a sequence of numbers), kept as
-            the buffer ``weight`` in ``dtype`` on ``device``, as PyTorch keeps it. The loss
-            uses it in the logits' dtype (float64 logits with the default float32 weight
-            work; PyTorch would ask for one dtype).
+            the buffer ``weight`` on ``device``, in its own dtype when it is a float32 or
+            float64 array (as PyTorch keeps a tensor's), else in ``dtype``. The loss uses it in the
+            logits' dtype (float64 logits with a float32 weight work; PyTorch would ask for
+            one dtype).
         size_average, reduce: PyTorch's deprecated forms of ``reduction``; refused unless
             None (use ``reduction``). So ``CrossEntropyLoss(w, 255)``, which in PyTorch
             means ``size_average=255``, is refused rather than read as ignore_index.
@@ -86,7 +87,6 @@ class CrossEntropyLoss(Module):
         self.label_smoothing = float(label_smoothing)
         self._cache = None
         self._denominator = None  # what the last "mean" forward divided by
-        dtype = backend.resolve_dtype(dtype)
         if weight is None:
             self.weight = None  # no buffer at all, as PyTorch's state_dict has no "weight"
         else:
@@ -95,7 +95,12 @@ class CrossEntropyLoss(Module):
                 raise ValueError(f"{where}: weight must be a non-empty 1-D array of per-class "
                                  f"numbers, got {type(weight).__name__} of shape {host.shape} "
                                  f"and dtype {host.dtype}")
-            self.register_buffer("weight", host.astype(dtype))
+            # As PyTorch: a float32 or float64 array keeps its own dtype (a float64 one
+            # rounded to float32 would move a float64 loss by 1e-8); a list, or an array of
+            # another dtype, takes ``dtype`` (float32 by default, as torch.tensor's).
+            if dtype is None and is_array(weight) and host.dtype.name in backend.FLOAT_DTYPES:
+                dtype = host.dtype
+            self.register_buffer("weight", host.astype(backend.resolve_dtype(dtype)))
         self.to(device=device or backend.default_device())
 
     @property

@@ -85,6 +85,25 @@ def test_backward_uses_the_cached_sign_and_leaves_inputs_alone(bk, rng, layer, k
     np.testing.assert_array_equal(bk.numpy(dy_dev), dy)
 
 
+@pytest.mark.torch
+@pytest.mark.parametrize("layer, kwargs", LAYERS, ids=LAYER_IDS)
+@pytest.mark.parametrize("value", [-1.5, 0.0, 2.5])
+def test_a_0d_input_gives_0d_arrays_as_torch(bk, torch, layer, kwargs, value):
+    """A 0-d x gives a 0-d array y and dx (PyTorch 2.13's module_db sample 'scalar'), not
+    the NumPy scalar NumPy's ufuncs answer with, which no layer takes as its input."""
+    x, dy = np.array(value), np.array(0.75)
+    ours = layer(**kwargs)
+    y = ours(bk.asarray(x))
+    dx = ours.backward(bk.asarray(dy))
+    assert bk.owns(y) and bk.owns(dx) and y.shape == dx.shape == ()
+    assert bk.owns(layer(**kwargs)(y))  # the next layer takes it
+    xt = torch.from_numpy(x).requires_grad_()
+    yt = torch_twin(torch, ours)(xt)
+    yt.backward(torch.from_numpy(dy))
+    np.testing.assert_array_equal(bk.numpy(y), yt.detach().numpy())
+    np.testing.assert_array_equal(bk.numpy(dx), xt.grad.numpy())
+
+
 def test_functional_relu(bk):
     x = bk.asarray(np.array([-2.0, -0.0, 0.0, 3.0], dtype="float32"))
     y, mask = relu_forward(x)

@@ -232,6 +232,27 @@ def test_bad_backward(bk):
         drop.backward(dy)
 
 
+@pytest.mark.torch
+@pytest.mark.parametrize("p, training", [(0.5, True), (0.0, True), (1.0, True), (0.5, False)])
+def test_a_0d_input_gives_0d_arrays_as_torch(bk, torch, p, training):
+    """A 0-d x gives a 0-d array y and dx, not the NumPy scalar NumPy's arithmetic answers
+    with; where the result is not random (p = 0, p = 1, evaluation), PyTorch's values."""
+    x, dy = np.array(-1.5), np.array(0.75)
+    ours = Dropout(p).train(training)
+    y = ours(bk.asarray(x))
+    dx = ours.backward(bk.asarray(dy))
+    assert bk.owns(y) and bk.owns(dx) and y.shape == dx.shape == ()
+    if training and p == 0.5:
+        kept = bk.numpy(y) != 0.0
+        assert bk.numpy(y) == (-3.0 if kept else 0.0) and bk.numpy(dx) == (1.5 if kept else 0.0)
+        return
+    xt = torch.from_numpy(x).requires_grad_()
+    yt = torch.nn.functional.dropout(xt, p=p, training=training)
+    yt.backward(torch.from_numpy(dy))
+    np.testing.assert_array_equal(bk.numpy(y), yt.detach().numpy())
+    np.testing.assert_array_equal(bk.numpy(dx), xt.grad.numpy())
+
+
 @pytest.mark.parametrize("layer", [Dropout, Dropout2d])
 def test_p_one_drops_everything_as_pytorch_does(bk, layer, torch):
     """p = 1 is accepted, as in PyTorch: y = x * 0 in training (a NaN or an infinity stays

@@ -405,20 +405,32 @@ def test_probability_and_unbatched_gradcheck(bk, rng, reduction, shape):
 @pytest.mark.torch
 @pytest.mark.parametrize("weight_dtype, logits_dtype", [("float32", "float64"),
                                                         ("float64", "float32"),
-                                                        ("float64", "float64")])
+                                                        ("float64", "float64"),
+                                                        ("float32", "float32")])
 @pytest.mark.parametrize("probabilities", [False, True])
-def test_weight_is_used_in_the_logits_dtype(bk, torch, rng, weight_dtype, logits_dtype,
-                                            probabilities):
-    """A weight kept in another dtype than the logits' is cast to the logits' dtype (PyTorch
-    asks for one dtype instead): the same as a weight given in the logits' dtype."""
+def test_the_weight_and_the_logits_share_one_dtype(bk, torch, rng, weight_dtype,
+                                                    logits_dtype, probabilities):
+    """A weight in the logits' dtype gives PyTorch's numbers; in another dtype it is
+    refused, saying how to mend it: PyTorch refuses it with class-index targets and, with
+    class probabilities, computes in the wider dtype (a float64 loss for float32 logits),
+    which minifcn does not guess at (it cast the weight, which matched neither)."""
     weight = rng.uniform(0.2, 3.0, 4).astype(weight_dtype)
     logits = rng.standard_normal((3, 4, 2, 2)).astype(logits_dtype)
     target = (make_probabilities(rng, logits.shape).astype(logits_dtype) if probabilities
               else rng.integers(0, 4, (3, 2, 2)))
     criterion = CrossEntropyLoss(bk.asarray(weight), device=bk.device, dtype=weight_dtype)
     assert criterion.weight.dtype == weight_dtype
+    if weight_dtype != logits_dtype:
+        with pytest.raises(TypeError, match=rf"CrossEntropyLoss.*: weight is {weight_dtype} "
+                                            rf"but the logits are {logits_dtype}; build the "
+                                            rf"loss with dtype='{logits_dtype}'"):
+            criterion(bk.asarray(logits), bk.asarray(target))
+        if not probabilities:
+            with pytest.raises(RuntimeError, match="expected scalar type"):
+                torch_run(torch, logits, target, 1.0, weight)  # PyTorch refuses as well
+        return
     loss, dlogits = run(bk, criterion, logits, target, 1.0)
-    loss_t, dlogits_t = torch_run(torch, logits, target, 1.0, weight.astype(logits_dtype))
+    loss_t, dlogits_t = torch_run(torch, logits, target, 1.0, weight)
     tol = 1e-9 if logits_dtype == "float64" else 1e-5
     np.testing.assert_allclose(loss, loss_t, rtol=tol, atol=tol)
     np.testing.assert_allclose(dlogits, dlogits_t, rtol=0, atol=tol)

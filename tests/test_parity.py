@@ -134,6 +134,46 @@ def test_what_pytorch_reads_otherwise_is_refused(torch):
         nn.Upsample(scale_factor=2)(x)
 
 
+@pytest.mark.torch
+@pytest.mark.parametrize("name, args, shape", [
+    ("Linear", (10, 8), (4, 10)),  # PyTorch 2.13's module_db sample Linear[0] calls it so
+    ("Conv2d", (3, 2, 3), (3, 5, 5)),  # unbatched: through accepts_unbatched's forward
+    ("ReLU", (), (2, 3)),
+])
+def test_forward_takes_pytorchs_input_keyword(torch, bk, name, args, shape):
+    """layer(input=x), PyTorch's name for forward's argument, is layer(x); it was refused
+    as an unexpected keyword."""
+    x = np.random.default_rng(9).standard_normal(shape)
+    theirs = getattr(torch.nn, name)(*args).double()
+    ours = getattr(nn, name)(*args).to(device=bk.device, dtype="float64")
+    ours.load_state_dict({k: v.numpy() for k, v in theirs.state_dict().items()})
+    y = ours(input=bk.asarray(x))
+    np.testing.assert_allclose(bk.numpy(y), theirs(input=torch.tensor(x)).detach().numpy(),
+                               rtol=0, atol=1e-12)
+    assert ours.backward(bk.asarray(np.ones(y.shape))).shape == x.shape
+
+
+@pytest.mark.torch
+def test_the_loss_takes_pytorchs_input_and_target_keywords(torch, bk):
+    logits = np.random.default_rng(10).standard_normal((4, 3))
+    target = np.array([0, 2, 1, 2])
+    expected = torch.nn.CrossEntropyLoss()(input=torch.tensor(logits),
+                                           target=torch.tensor(target))
+    loss = nn.CrossEntropyLoss()(input=bk.asarray(logits), target=bk.asarray(target))
+    np.testing.assert_allclose(bk.numpy(loss), expected.numpy(), rtol=0, atol=1e-12)
+
+
+def test_a_forward_with_its_own_input_parameter_keeps_it():
+    """A user's forward(self, a, input=None) gets input= as that keyword, not as a."""
+    class Pair(nn.Module):
+        def forward(self, a=None, input=None):
+            return a, input
+
+    assert Pair()(input=1) == (None, 1)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'inputs'"):
+        nn.ReLU()(inputs=np.ones(2))
+
+
 # --- batch norm: eps and empty batches -----------------------------------------------------
 
 @pytest.mark.torch

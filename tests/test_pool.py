@@ -594,6 +594,24 @@ def test_adaptive_avg_pool_matches_torch(torch, bk, problem, seed):
 
 
 @pytest.mark.torch
+@pytest.mark.parametrize("output_size", [3, (3, 4), (3, None), 1])
+def test_adaptive_avg_pool_takes_one_unbatched_sample_as_torch(torch, bk, rng, output_size):
+    """(C, H, W) -> (C, OH, OW) and back, as PyTorch 2.13 (its module_db sample
+    'no_batch_dim'); it was refused as not rank 4."""
+    x = rng.standard_normal((3, 5, 6))
+    tx = torch.tensor(x, requires_grad=True)
+    ty = torch.nn.AdaptiveAvgPool2d(output_size)(tx)
+    dy = rng.standard_normal(tuple(ty.shape))
+    ty.backward(torch.tensor(dy))
+    layer = AdaptiveAvgPool2d(output_size)
+    y = layer(bk.asarray(x))
+    dx = layer.backward(bk.asarray(dy))
+    assert y.shape == tuple(ty.shape) and dx.shape == x.shape
+    np.testing.assert_allclose(bk.numpy(y), ty.detach().numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(bk.numpy(dx), tx.grad.numpy(), rtol=0, atol=1e-12)
+
+
+@pytest.mark.torch
 def test_adaptive_avg_pool_repr_matches_torch(torch):
     for output_size in (1, (3, 4), (None, 2)):
         assert repr(AdaptiveAvgPool2d(output_size)) == \
@@ -643,8 +661,9 @@ def test_adaptive_avg_pool_bad_arguments(output_size, error, match):
 def test_adaptive_avg_pool_bad_inputs(rng):
     layer = AdaptiveAvgPool2d(1)
     where = r"AdaptiveAvgPool2d\(output_size=1\)"
-    with pytest.raises(ValueError, match=where + r": expected x of rank 4 \(N, C, H, W\)"):
-        layer(rng.standard_normal((3, 4, 4)))
+    with pytest.raises(ValueError, match=where + r": expected x of rank 3 \(C, H, W\) or 4 "
+                                                 r"\(N, C, H, W\), got x of shape \(4, 4\)"):
+        layer(rng.standard_normal((4, 4)))
     with pytest.raises(TypeError, match=where + r": expected a float32 or float64 x"):
         layer(np.ones((1, 1, 4, 4), dtype=np.int64))
     with pytest.raises(ValueError, match=where + r": backward called before forward"):

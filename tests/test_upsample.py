@@ -113,6 +113,25 @@ def test_float32_matches_torch(bk, torch, rng, align_corners):
 
 
 @pytest.mark.torch
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("size", [(9, 13), (4, 13), (9, 6)])  # both axes, W only, H only
+def test_a_non_finite_value_reaches_only_the_pixels_that_read_it(bk, torch, rng, bad, size):
+    """The fuzz's finding: the product form spread one NaN or infinity over whole output
+    rows and columns (0 * inf); PyTorch's kernel, and now minifcn's, blend neighbours. (Where
+    a pixel reads an infinity with weight 0, PyTorch's ``a + w * (b - a)`` gives NaN and
+    minifcn's ``(1 - w) * a + w * b`` the infinity: the same pixels are not finite.)"""
+    x = rng.standard_normal((1, 2, 4, 6))
+    x[0, 1, 2, 3] = bad
+    ours = bk.numpy(Upsample(size=size, mode="bilinear")(bk.asarray(x)))
+    theirs = torch.nn.Upsample(size=size, mode="bilinear")(torch.from_numpy(x)).numpy()
+    finite = np.isfinite(theirs)
+    np.testing.assert_array_equal(np.isfinite(ours), finite)
+    np.testing.assert_array_equal(ours[np.isinf(theirs)], theirs[np.isinf(theirs)])
+    assert (~finite).sum() < theirs[0, 1].size  # reached a few pixels, not all
+    np.testing.assert_allclose(ours[finite], theirs[finite], rtol=0, atol=1e-12)
+
+
+@pytest.mark.torch
 @pytest.mark.parametrize("cls, kwargs", [
     (UpsamplingNearest2d, dict(scale_factor=2)),
     (UpsamplingNearest2d, dict(size=(7, 9))),
@@ -275,7 +294,7 @@ def test_bad_inputs(bk, rng):
         layer(bk.asarray(np.ones((1, 1, 2, 2), dtype=np.int64)))
     with pytest.raises(TypeError, match="Upsample.*expected x to be an array"):
         layer([[[[1.0]]]])
-    with pytest.raises(ValueError, match="Upsample.*would give an empty output"):
+    with pytest.raises(ValueError, match="Upsample.*sizes must be at least 1 pixel"):
         Upsample(scale_factor=0.2)(bk.asarray(rng.standard_normal((1, 1, 4, 4))))
 
 

@@ -23,10 +23,13 @@ def relu_forward(x, *, keep_cache: bool = True):
 
     Returns:
         y: same shape and dtype as x.
-        cache: boolean mask ``x > 0``, same shape (None without ``keep_cache``).
+        cache: boolean mask ``x > 0`` (True at NaN too), same shape (None without
+        ``keep_cache``).
     """
     xp = get_array_module(x)
-    return xp.maximum(x, 0.0), (x > 0.0 if keep_cache else None)
+    # The mask is "not x <= 0" rather than "x > 0": the same but at NaN, whose gradient
+    # passes, as in PyTorch (whose ReLU backward zeroes only where x <= 0).
+    return xp.maximum(x, 0.0), (~(x <= 0.0) if keep_cache else None)
 
 
 def relu_backward(dy, cache):

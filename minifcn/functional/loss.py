@@ -104,6 +104,9 @@ def cross_entropy_forward(logits, target, weight=None, ignore_index: int = -100,
         weighted_logp = logp if weight is None else logp * _per_class(weight, logits.ndim)
         smooth = -weighted_logp.sum(axis=1)
         loss = loss + (label_smoothing / C) * xp.where(valid, smooth, 0.0)
+    # An ignored pixel counts for nothing even when its logits are NaN or infinite (a weight
+    # of 0 times NaN would be NaN), as in PyTorch, which leaves it out.
+    loss = xp.where(valid, loss, 0.0)
 
     total_weight = None
     if reduction == "none":

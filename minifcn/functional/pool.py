@@ -510,11 +510,16 @@ def adaptive_avg_pool2d_forward(x, output_size):
     ``output_size=1`` the global average pooling of a classifier.
 
     A window's mean is separable: the mean over its rows of the means over its columns. So
-    with the averaging matrices R (OH, H) and C (OW, W) the whole pooling is two matrix
-    products, and its gradient the two transposed ones::
+    the forward takes the OW column windows' means, then the OH row windows' means of those;
+    with the averaging matrices R (OH, H) and C (OW, W) that is ``y = R @ x @ C.T``, and the
+    gradient is the two transposed products::
 
         y  = R @ x @ C.T            (N, C, OH, OW)
         dx = R.T @ dy @ C           (N, C, H, W)
+
+    The forward does not use the products: in them a NaN or an infinity, multiplied by a
+    window's zeros, would spoil every window of its row and column (0 * inf is NaN), where
+    it belongs to the windows that hold it, as in PyTorch.
 
     Args:
         x: (N, C, H, W) float.
@@ -528,9 +533,13 @@ def adaptive_avg_pool2d_forward(x, output_size):
     H, W = x.shape[2:]
     OH, OW = adaptive_output_size((H, W), output_size, where="adaptive_avg_pool2d_forward")
     xp = get_array_module(x)
+    column_means = xp.stack([x[:, :, :, w0:w1].mean(axis=3)
+                             for w0, w1 in adaptive_windows(W, OW)], axis=3)  # (N, C, H, OW)
+    y = xp.stack([column_means[:, :, h0:h1].mean(axis=2)
+                  for h0, h1 in adaptive_windows(H, OH)], axis=2)  # (N, C, OH, OW)
     rows = _averaging_matrix(H, OH, xp, x.dtype)
     cols = _averaging_matrix(W, OW, xp, x.dtype)
-    return rows @ (x @ cols.T), AdaptiveAvgPool2dCache(rows, cols)
+    return y, AdaptiveAvgPool2dCache(rows, cols)
 
 
 def adaptive_avg_pool2d_backward(dy, cache: AdaptiveAvgPool2dCache):

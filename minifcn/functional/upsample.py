@@ -18,9 +18,13 @@ maps FCN up-samples it is faster on NumPy than gathering rows and columns and bl
 (measured: 6x for (8, 21, 8, 8) -> x8, 3.5x for (1, 21, 16, 16) -> x32, 2.5x for
 (8, 64, 32, 32) -> x2, still 1.5x for (4, 32, 128, 128) -> x2).
 Nearest mode copies, so its forward pass gathers rows then columns instead: that is cheaper
-and keeps every value bit-exact (a product with a one-hot matrix would turn an ``inf`` into
-NaNs along its row and column: ``0 * inf``). Bilinear does have that behaviour, unlike
-PyTorch: a non-finite input value spreads NaN over its output rows and columns.
+and keeps every value bit-exact. The products are exact only for finite values: a NaN or an
+infinity times a row's zero weights is NaN (``0 * inf``), which would spread over its whole
+output row and column. So a bilinear forward whose input holds one blends each output pixel
+from its two neighbours per axis instead, the terms PyTorch's kernel adds (slower: 2-10x on
+the shapes above), and the non-finite value reaches only the pixels that read it, as in
+PyTorch. The backward always uses the products: a non-finite ``dy`` spreads NaN over the
+input rows and columns it reaches.
 
 Where output pixel ``dst`` samples the input (PyTorch's ``area_pixel_compute_source_index``),
 with ``ratio = 1 / scale_factor`` when a scale factor was given (PyTorch's default,
@@ -48,7 +52,9 @@ PyTorch computes them.
 
 from __future__ import annotations
 
-from ..backend import get_array_module
+import math
+
+from ..backend import get_array_module, to_numpy
 
 __all__ = [
     "upsample_backward",
@@ -96,10 +102,11 @@ def _nearest_source(in_size: int, out_size: int, scale, xp):
 def _linear_source(in_size: int, out_size: int, align_corners: bool, scale, xp, dtype):
     """Each output pixel as ``weight0 * in[index0] + weight1 * in[index1]``: four (OUT,)
     arrays, the indices int64, the weights in ``dtype``."""
+    if out_size == in_size:  # PyTorch leaves an axis of unchanged size alone, whatever the
+        index = xp.arange(out_size)  # scale factor: each pixel is its own
+        return index, xp.ones(out_size, dtype=dtype), index, xp.zeros(out_size, dtype=dtype)
     dst = xp.arange(out_size, dtype=dtype)
-    if out_size == in_size:
-        src = dst  # PyTorch leaves an axis of unchanged size alone, whatever the scale factor
-    elif align_corners:
+    if align_corners:
         src = dst * ((in_size - 1) / (out_size - 1) if out_size > 1 else 0.0)
     else:
         ratio = 1.0 / scale if scale else in_size / out_size
@@ -116,10 +123,10 @@ def _one_hot(index, in_size: int, dtype, xp):
     return (index[:, None] == xp.arange(in_size)).astype(dtype)
 
 
-def _bilinear_matrix(in_size: int, out_size: int, align_corners: bool, scale, xp, dtype):
-    """(OUT, IN) matrix ``A`` of one axis, ``out = A @ in``, with two non-zeros per row."""
-    index0, weight0, index1, weight1 = _linear_source(in_size, out_size, align_corners,
-                                                      scale, xp, dtype)
+def _linear_matrix(source, in_size: int, dtype, xp):
+    """(OUT, IN) matrix ``A`` of one axis, ``out = A @ in``, with two non-zeros per row, from
+    :func:`_linear_source`'s indices and weights."""
+    index0, weight0, index1, weight1 = source
     # Two terms, not one scattered assignment: index0 == index1 at the last pixel, and the
     # two weights must then add up rather than one overwrite the other.
     return (_one_hot(index0, in_size, dtype, xp) * weight0[:, None]
@@ -154,17 +161,35 @@ def upsample_forward(x, size, mode: str = "nearest", align_corners=None, scales=
     xp = get_array_module(x)
     N, C, H, W = x.shape
     OH, OW = size
+    if (OH, OW) == (H, W):  # as PyTorch: the same size is a copy, whatever the mode
+        return x.copy(), None
     scale_h, scale_w = scales if scales is not None else (None, None)
     if mode == "nearest":
         rows = _nearest_source(H, OH, scale_h, xp)
         cols = _nearest_source(W, OW, scale_w, xp)
         y = xp.take(xp.take(x, rows, axis=2), cols, axis=3)
-        A_H, A_W = _one_hot(rows, H, x.dtype, xp), _one_hot(cols, W, x.dtype, xp)
-    else:
-        A_H = _bilinear_matrix(H, OH, bool(align_corners), scale_h, xp, x.dtype)
-        A_W = _bilinear_matrix(W, OW, bool(align_corners), scale_w, xp, x.dtype)
-        y = _apply_separable(x, A_H, A_W)
-    return y, (A_H, A_W)
+        return y, ("nearest", rows, cols, (H, W), x.dtype)
+    rows = _linear_source(H, OH, bool(align_corners), scale_h, xp, x.dtype)
+    cols = _linear_source(W, OW, bool(align_corners), scale_w, xp, x.dtype)
+    # A finite sum proves every value finite (one NaN or infinity makes it NaN or infinite;
+    # huge finite values may overflow it, which only sends them the slower way): a reduction
+    # without a temporary, and one explicit read of a scalar on a GPU.
+    if math.isfinite(to_numpy(x.sum())):
+        y = _apply_separable(x, _linear_matrix(rows, H, x.dtype, xp),
+                             _linear_matrix(cols, W, x.dtype, xp))
+    else:  # each output pixel from its neighbours (the module docstring says why)
+        y = x if OW == W else _lerp(x, 3, *cols)
+        y = y if OH == H else _lerp(y, 2, *rows)
+    return y, ("bilinear", rows, cols, (H, W), x.dtype)
+
+
+def _lerp(x, axis: int, index0, weight0, index1, weight1):
+    """``weight0 * x[index0] + weight1 * x[index1]`` along ``axis`` (weights broadcast)."""
+    xp = get_array_module(x)
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    return (xp.take(x, index0, axis=axis) * weight0.reshape(shape)
+            + xp.take(x, index1, axis=axis) * weight1.reshape(shape))
 
 
 def upsample_backward(dy, cache):
@@ -176,7 +201,15 @@ def upsample_backward(dy, cache):
 
     Returns:
         dx: (N, C, H, W): each input pixel collects the gradients of the outputs that read
-        it, weighted as they read it.
+        it, weighted as they read it: the transposed interpolation matrices, made here (a
+        forward under ``no_grad`` never needs them).
     """
-    A_H, A_W = cache
+    if cache is None:  # the forward was a copy
+        return dy.copy()
+    mode, rows, cols, (H, W), dtype = cache
+    xp = get_array_module(dy)
+    if mode == "nearest":
+        A_H, A_W = _one_hot(rows, H, dtype, xp), _one_hot(cols, W, dtype, xp)
+    else:
+        A_H, A_W = _linear_matrix(rows, H, dtype, xp), _linear_matrix(cols, W, dtype, xp)
     return _apply_separable(dy, A_H.T, A_W.T)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from numbers import Real
 
 from .. import checks
+from ..backend import get_array_module
 from ..functional.activation import (
     leaky_relu_backward,
     leaky_relu_forward,
@@ -35,6 +36,7 @@ class _Elementwise(Module):
         """x: any shape, e.g. (N, C, H, W) -> y: same shape and dtype."""
         checks.check_input(self._where(), x, ndim=None)
         y, cache = self._forward(x, *self._arguments(), keep_cache=is_grad_enabled())
+        y = get_array_module(x).asarray(y)  # NumPy answers a 0-d x with a scalar: an array
         self._cache = (cache, tuple(y.shape), y.dtype)
         return y
 
@@ -45,7 +47,7 @@ class _Elementwise(Module):
         checks.check_grad(self._where(), dy, shape, dtype)
         parts = cache if isinstance(cache, tuple) else (cache,)  # (mask,) or (mask, slope)
         checks.check_same_device(self._where(), dy, *parts)
-        dx = self._backward(dy, cache)
+        dx = get_array_module(dy).asarray(self._backward(dy, cache))  # 0-d: as forward
         self._cache = None
         return dx
 

@@ -74,6 +74,9 @@ class _ConvNd(WeightedLayer):
                              f"got x of shape {tuple(x.shape[1:])}")
         checks.check_input(self._where, x, channels=self.in_channels, dtype=self.weight.dtype)
         checks.check_same_device(self._where, x, self.weight.data)
+        if x.shape[0] and min(x.shape[2:]) == 0:  # PyTorch's rule: only the batch may be empty
+            raise ValueError(f"{self._where}: expected an image of at least 1 x 1 pixels "
+                             f"(only the batch may be empty), got x of shape {tuple(x.shape)}")
 
     def _output_size(self, size_fn, *args):
         """``size_fn(*args)``, with its ValueError (nothing fits) naming the layer."""

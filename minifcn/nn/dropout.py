@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import checks
-from ..backend import Generator, is_array
+from ..backend import Generator, get_array_module, is_array
 from ..functional.dropout import dropout2d_forward, dropout_backward, dropout_forward
 from .module import Module
 
@@ -43,6 +43,7 @@ class Dropout(Module):
         """x: any shape -> y: same shape and dtype."""
         self._check_input(x)
         y, cache = self._forward(x, self.p, self.training, generator=self.generator)
+        y = get_array_module(x).asarray(y)  # NumPy answers a 0-d x with a scalar: an array
         self._cache = (cache, tuple(y.shape), y.dtype)
         return y
 
@@ -52,7 +53,7 @@ class Dropout(Module):
         cache, shape, dtype = self._cache
         checks.check_grad(self._where, dy, shape, dtype)
         checks.check_same_device(self._where, dy, cache)
-        dx = dropout_backward(dy, cache)
+        dx = get_array_module(dy).asarray(dropout_backward(dy, cache))  # 0-d: as forward
         self._cache = None
         return dx
 

@@ -36,9 +36,8 @@ class CrossEntropyLoss(Module):
     Args (PyTorch's order):
         weight: optional per-class weights (C,) (an array or a sequence of numbers), kept as
             the buffer ``weight`` on ``device``, in its own dtype when it is a float32 or
-            float64 array (as PyTorch keeps a tensor's), else in ``dtype``. The loss uses it in the
-            logits' dtype (float64 logits with a float32 weight work; PyTorch would ask for
-            one dtype).
+            float64 array (as PyTorch keeps a tensor's), else in ``dtype``. The logits
+            must have the weight's dtype, as in PyTorch.
         size_average, reduce: PyTorch's deprecated forms of ``reduction``; refused unless
             None (use ``reduction``). So ``CrossEntropyLoss(w, 255)``, which in PyTorch
             means ``size_average=255``, is refused rather than read as ignore_index.
@@ -142,8 +141,11 @@ class CrossEntropyLoss(Module):
         if self.weight is not None and self.weight.shape[0] != C:
             raise ValueError(f"{where}: weight has {self.weight.shape[0]} entries but the "
                              f"logits have {C} classes (shape {tuple(logits.shape)})")
-        # The weight in the logits' dtype: the loss is computed in the logits' dtype.
-        weight = None if self.weight is None else self.weight.astype(logits.dtype, copy=False)
+        weight = self.weight
+        if weight is not None and weight.dtype != logits.dtype:  # as PyTorch: one dtype
+            raise TypeError(f"{where}: weight is {weight.dtype} but the logits are "
+                            f"{logits.dtype}; build the loss with dtype={logits.dtype.name!r} "
+                            f"(or call .to(dtype=...) on it)")
         if unbatched:
             logits, target = logits[None], target[None]
         if probabilities:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -325,6 +326,11 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
 
     def __call__(self, *args, **kwargs):
+        if "input" in kwargs and not args and (
+                "input" not in inspect.signature(self.forward).parameters):
+            # PyTorch's keyword for a layer's input (linear(input=x)), which minifcn's
+            # forward calls x (the loss: logits): the same, first, argument
+            args = (kwargs.pop("input"),)
         output = self.forward(*args, **kwargs)
         if not is_grad_enabled():
             self._forget_backward_state()

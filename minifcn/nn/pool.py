@@ -59,6 +59,14 @@ class _Pool2d(Module):
         self._padding = checks.as_pair(self._where, "padding", padding, minimum=0)
         self._cache = None
 
+    def _check_input(self, x) -> None:
+        """An (N, C, H, W) float array in which only the batch may be empty (PyTorch's rule:
+        there is no window of pixels to pool otherwise)."""
+        checks.check_input(self._where, x)
+        if min(x.shape[1:]) == 0:
+            raise ValueError(f"{self._where}: expected x with channels and pixels (only the "
+                             f"batch may be empty), got x of shape {tuple(x.shape)}")
+
     def backward(self, dy):
         """dy: (N, C, OH, OW), the gradient of the last forward's output -> dx: (N, C, H, W)."""
         checks.check_cache(self._where, self._cache)
@@ -98,7 +106,7 @@ class MaxPool2d(_Pool2d):
 
     def forward(self, x):
         """x: (N, C, H, W) float -> y: (N, C, OH, OW), or (y, indices) with return_indices."""
-        checks.check_input(self._where, x)
+        self._check_input(x)
         pool_output_size(x.shape[2:], self._kernel, self._stride, self._padding, self._dilation,
                          self.ceil_mode, where=self._where)  # an input too small: say so here
         keep_cache = is_grad_enabled() or self.return_indices  # the indices come from it
@@ -146,7 +154,7 @@ class AvgPool2d(_Pool2d):
 
     def forward(self, x):
         """x: (N, C, H, W) float -> y: (N, C, OH, OW)."""
-        checks.check_input(self._where, x)
+        self._check_input(x)
         pool_output_size(x.shape[2:], self._kernel, self._stride, self._padding,
                          ceil_mode=self.ceil_mode, where=self._where)  # too small: say so here
         y, cache = avg_pool2d_forward(x, self._kernel, self._stride, self._padding,
@@ -200,6 +208,7 @@ class MaxUnpool2d(_Pool2d):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
+@accepts_unbatched
 class AdaptiveAvgPool2d(_Pool2d):
     """The mean of each of OH x OW windows that tile the input as evenly as whole pixels
     allow, as ``torch.nn.AdaptiveAvgPool2d``: the output size is fixed, the windows follow
@@ -208,7 +217,8 @@ class AdaptiveAvgPool2d(_Pool2d):
 
     ``output_size``: an int for both axes or a pair (OH, OW); a ``None`` entry keeps that
     axis's input size. ``AdaptiveAvgPool2d(1)`` is a classifier's global average pooling:
-    (N, C, H, W) -> (N, C, 1, 1) for any H, W.
+    (N, C, H, W) -> (N, C, 1, 1) for any H, W. One unbatched sample (C, H, W) gives
+    (C, OH, OW), as in PyTorch.
     """
 
     _backward = staticmethod(adaptive_avg_pool2d_backward)
@@ -224,7 +234,7 @@ class AdaptiveAvgPool2d(_Pool2d):
 
     def forward(self, x):
         """x: (N, C, H, W) float -> y: (N, C, OH, OW)."""
-        checks.check_input(self._where, x)
+        self._check_input(x)  # PyTorch would average no pixels into NaN: refused instead
         y, cache = adaptive_avg_pool2d_forward(x, self.output_size)
         self._cache = (cache, y)
         return y

@@ -90,9 +90,10 @@ class Upsample(Module):
         check_input(self._where, x, ndim=4)
         size, scales = upsample_output_size(x.shape[2:], self._size, self._scale_factor,
                                             self.recompute_scale_factor)
-        if min(size) < 1:
-            raise ValueError(f"{self._where}: x of shape {tuple(x.shape)} would give an empty "
-                             f"output of size {size}")
+        if min(size) < 1 or min(x.shape[1:]) < 1:  # as PyTorch: nothing to interpolate
+            raise ValueError(f"{self._where}: input and output sizes must be at least 1 "
+                             f"pixel (and 1 channel), got x of shape {tuple(x.shape)} and "
+                             f"an output of size {size}")
         y, cache = upsample_forward(x, size, self.mode, self.align_corners, scales)
         self._cache = (cache, y.shape, y.dtype)
         return y

@@ -1,4 +1,4 @@
-"""Argument and input checks shared by the layers.
+"""Argument and input checks shared by the layers and the functional pairs.
 
 Every check raises before any arithmetic, with a message that names the layer (``where``),
 what it expected and what it got, e.g.
@@ -22,8 +22,10 @@ __all__ = [
     "check_inplace",
     "check_input",
     "check_number",
+    "check_operands",
     "check_probability",
     "check_same_device",
+    "naming",
 ]
 
 
@@ -117,6 +119,50 @@ def check_input(where: str, x, *, ndim: int | None = 4, channels: int | None = N
                         f"{dtype}; convert one of them (module.to(dtype=...))")
 
 
+def check_operands(where: str, x, ndim=4, *, floating: bool | None = True,
+                   **others) -> None:
+    """The arrays of a call to a functional pair (``minifcn.functional``), before any
+    arithmetic: the metadata checks a learner calling the function directly needs, cheap
+    enough for every call (no pass over the values).
+
+    ``x``: an array of rank ``ndim`` (an int, a tuple of ranks, or None for any), of a float
+    dtype when ``floating`` (an integer one when False, any when None: a reshape or a copy
+    works for every dtype). ``others``: ``name=array`` or ``name=(array, shape)``, each
+    None (absent) or an array of x's dtype on x's device, and of ``shape`` when given (None
+    in it: any size on that axis). The layers check more, in their own words (channels
+    against their parameters, ...).
+    """
+    if floating is not None:
+        check_input(where, x, ndim=None, floating=floating)
+    elif not is_array(x):
+        raise TypeError(f"{where}: expected x to be an array, got {type(x).__name__}")
+    ranks = (ndim,) if isinstance(ndim, int) else ndim
+    if ranks is not None and x.ndim not in ranks:
+        wanted = " or ".join(map(str, ranks))
+        layout = " (N, C, H, W)" if ranks == (4,) else ""
+        raise ValueError(f"{where}: expected x of rank {wanted}{layout}, got x of shape "
+                         f"{tuple(x.shape)}")
+    arrays = [x]
+    for name, value in others.items():
+        array, shape = value if isinstance(value, tuple) else (value, None)
+        if array is None:
+            continue
+        if not is_array(array):
+            raise TypeError(f"{where}: expected {name} to be an array, got "
+                            f"{type(array).__name__}")
+        if shape is not None and (array.ndim != len(shape) or any(
+                want is not None and have != want
+                for have, want in zip(array.shape, shape, strict=True))):
+            wanted = tuple("any" if want is None else want for want in shape)
+            raise ValueError(f"{where}: expected {name} of shape {wanted}, got "
+                             f"{tuple(array.shape)}")
+        if array.dtype != x.dtype:
+            raise TypeError(f"{where}: {name} has dtype {array.dtype} but x has {x.dtype}; "
+                            f"convert one of them (PyTorch refuses the mix too)")
+        arrays.append(array)
+    check_same_device(where, *arrays)
+
+
 def check_same_device(where: str, *arrays) -> None:
     """All arrays on one device (NumPy vs CuPy); ``TypeError`` naming the layer otherwise."""
     try:
@@ -146,3 +192,13 @@ def check_grad(where: str, dy, expected_shape, expected_dtype=None, name: str = 
     if expected_dtype is not None and dy.dtype != expected_dtype:
         raise TypeError(f"{where}: expected {name} of dtype {expected_dtype} "
                         f"(the forward output's), got {dy.dtype}")
+
+
+def naming(where: str, function, *args):
+    """``function(*args)``, its ValueError or TypeError told again with ``where`` in front:
+    for a layer calling a functional pair that checks its arguments, or a size helper
+    (``conv_output_size``, ...) whose message says what does not fit but not who asked."""
+    try:
+        return function(*args)
+    except (ValueError, TypeError) as error:
+        raise type(error)(f"{where}: {error}") from None

@@ -8,6 +8,7 @@ be spoiled by later changes to x. At x == 0 the gradient is that of the negative
 
 from __future__ import annotations
 
+from .. import checks
 from ..backend import get_array_module
 
 __all__ = ["leaky_relu_backward", "leaky_relu_forward", "relu_backward", "relu_forward"]
@@ -26,6 +27,7 @@ def relu_forward(x, *, keep_cache: bool = True):
         cache: boolean mask ``x > 0`` (True at NaN too), same shape (None without
         ``keep_cache``).
     """
+    checks.check_operands("relu_forward", x, ndim=None)
     xp = get_array_module(x)
     # The mask is "not x <= 0" rather than "x > 0": the same but at NaN, whose gradient
     # passes, as in PyTorch (whose ReLU backward zeroes only where x <= 0).
@@ -58,6 +60,8 @@ def leaky_relu_forward(x, negative_slope: float = 0.01, *, keep_cache: bool = Tr
         cache: ``(mask, negative_slope)`` with the boolean mask ``x > 0`` (None without
         ``keep_cache``).
     """
+    checks.check_operands("leaky_relu_forward", x, ndim=None)
+    checks.check_number("leaky_relu_forward", "negative_slope", negative_slope, -float("inf"))
     xp = get_array_module(x)
     # Arithmetic rather than xp.where, which branches on each element and is ~5x slower on
     # NumPy when signs are random. Exact: one of the two terms is always 0.

@@ -38,6 +38,11 @@ in its cache so backward needs no second im2col (measured: 3-11% of a forward+ba
 otherwise backward recomputes it piece by piece. So the budget also bounds what each layer
 holds between its forward and backward.
 
+Non-finite values: the GEMMs multiply the zero padding in like any other value, and 0 * NaN
+and 0 * inf are NaN. So a NaN or an infinity in a transposed convolution's x whose taps
+reach only the cropped-away border (``padding``) makes its weight gradient NaN, where
+PyTorch, which skips padded taps, may keep it finite. Finite values are not affected.
+
 ``conv2d_naive`` and ``conv_transpose2d_naive`` compute the same things from the textbook
 definitions, with loops. They are slow; they are here to read, and as test oracles.
 """
@@ -47,6 +52,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+from .. import checks
 from ..backend import get_array_module
 from ..checks import as_pair
 from .im2col import (
@@ -122,6 +128,31 @@ def _check_groups(where: str, channels: int, weight, groups: int, transposed: bo
         raise ValueError(f"{where}: with groups={groups}, expected a weight {layout} for x "
                          f"with {channels} channels (both channel counts divisible by "
                          f"groups), got weight of shape {tuple(weight.shape)}")
+
+
+def _check_call(where: str, x, weight, bias, groups: int, transposed: bool) -> None:
+    """The arrays of a forward, as PyTorch takes them: x (N, C, H, W) of a float dtype, with
+    pixels unless the batch or the channels are empty; the weight in x's dtype and the
+    layout ``groups`` asks for; the bias (C_out,) or None."""
+    checks.check_operands(where, x, weight=(weight, (None,) * 4))
+    _check_groups(where, x.shape[1], weight, groups, transposed)
+    out_channels = weight.shape[1] * groups if transposed else weight.shape[0]
+    checks.check_operands(where, x, bias=(bias, (out_channels,)))
+    if x.shape[0] and x.shape[1] and min(x.shape[2:]) == 0:
+        raise ValueError(f"{where}: expected an image of at least 1 x 1 pixels (only the "
+                         f"batch or the channels may be empty), got x of shape "
+                         f"{tuple(x.shape)}")
+
+
+def _check_output_padding(where: str, output_padding, stride: Pair, dilation: Pair) -> Pair:
+    """PyTorch's rule: each output padding below that axis's stride or dilation (more
+    would add rows no input pixel reaches)."""
+    output_padding = as_pair(where, "output_padding", output_padding, minimum=0)
+    if any(op >= max(s, d) for op, s, d in zip(output_padding, stride, dilation, strict=True)):
+        raise ValueError(f"{where}: output_padding must be smaller than either stride or "
+                         f"dilation, got output_padding={output_padding} with "
+                         f"stride={stride} and dilation={dilation}")
+    return output_padding
 
 
 def _to_matrix(a):
@@ -203,12 +234,13 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, output
         cache: a :class:`Conv2dCache` for :func:`conv2d_backward`.
     """
     stride, padding, dilation = _geometry("conv2d_forward", stride, padding, dilation)
-    _check_groups("conv2d_forward", x.shape[1], weight, groups, transposed=False)
+    _check_call("conv2d_forward", x, weight, bias, groups, transposed=False)
     xp = get_array_module(x, weight, bias)
     N, C, H, W = x.shape
     F, _, KH, KW = weight.shape
     if output_size is None:
-        output_size = conv_output_size((H, W), (KH, KW), stride, padding, dilation)
+        output_size = checks.naming("conv2d_forward", conv_output_size, (H, W), (KH, KW),
+                                    stride, padding, dilation)
     W_mat = weight.reshape(F, -1)  # (F, C/G*KH*KW)
     y = xp.empty((N, F, *output_size), dtype=x.dtype)
     chunks = _pieces(xp, N, C, (KH, KW), output_size, x.dtype)
@@ -390,15 +422,15 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
         :func:`~minifcn.functional.im2col.conv_transpose_output_size`.
         cache: a :class:`ConvTranspose2dCache` for :func:`conv_transpose2d_backward`.
     """
-    stride, padding, dilation = _geometry("conv_transpose2d_forward", stride, padding, dilation)
-    output_padding = as_pair("conv_transpose2d_forward", "output_padding", output_padding,
-                             minimum=0)
-    _check_groups("conv_transpose2d_forward", x.shape[1], weight, groups, transposed=True)
+    where = "conv_transpose2d_forward"
+    stride, padding, dilation = _geometry(where, stride, padding, dilation)
+    output_padding = _check_output_padding(where, output_padding, stride, dilation)
+    _check_call(where, x, weight, bias, groups, transposed=True)
     N, _, H, W = x.shape
     _, C_out_per_group, KH, KW = weight.shape
     C_out = C_out_per_group * groups
-    output_size = conv_transpose_output_size((H, W), (KH, KW), stride, padding,
-                                             output_padding, dilation)
+    output_size = checks.naming(where, conv_transpose_output_size, (H, W), (KH, KW), stride,
+                                padding, output_padding, dilation)
     # x plays the convolution's dy, y the convolution's dx.
     y = conv2d_input_grad(x, weight, (N, C_out, *output_size), stride, padding, dilation,
                           groups)
@@ -458,6 +490,7 @@ def conv2d_naive(x, weight, bias=None, stride=1, padding=0, dilation=1, groups: 
     Shapes as :func:`conv2d_forward`; returns only ``y``. Slow: for reading and testing.
     """
     (SH, SW), (PH, PW), (DH, DW) = _geometry("conv2d_naive", stride, padding, dilation)
+    _check_call("conv2d_naive", x, weight, bias, groups, transposed=False)
     xp = get_array_module(x, weight, bias)
     if groups > 1:
         C_g, F_g = x.shape[1] // groups, weight.shape[0] // groups
@@ -467,7 +500,8 @@ def conv2d_naive(x, weight, bias=None, stride=1, padding=0, dilation=1, groups: 
         return y if bias is None else y + bias.reshape(1, -1, 1, 1)
     N, _, H, W = x.shape
     F, _, KH, KW = weight.shape
-    OH, OW = conv_output_size((H, W), (KH, KW), (SH, SW), (PH, PW), (DH, DW))
+    OH, OW = checks.naming("conv2d_naive", conv_output_size, (H, W), (KH, KW), (SH, SW),
+                           (PH, PW), (DH, DW))
     x_padded = xp.pad(x, ((0, 0), (0, 0), (PH, PH), (PW, PW)))
     y = xp.zeros((N, F, OH, OW), dtype=x.dtype)
     for oh in range(OH):
@@ -509,10 +543,14 @@ def conv_transpose2d_naive(x, weight, bias=None, stride=1, padding=0, output_pad
     """
     (SH, SW), (PH, PW), (DH, DW) = _geometry("conv_transpose2d_naive", stride, padding,
                                              dilation)
-    OPH, OPW = as_pair("conv_transpose2d_naive", "output_padding", output_padding, minimum=0)
+    where = "conv_transpose2d_naive"
+    OPH, OPW = _check_output_padding(where, output_padding, (SH, SW), (DH, DW))
+    _check_call(where, x, weight, bias, groups, transposed=True)
     xp = get_array_module(x, weight, bias)
     N, C_in, H, W = x.shape
     _, _, KH, KW = weight.shape
+    checks.naming(where, conv_transpose_output_size, (H, W), (KH, KW), (SH, SW), (PH, PW),
+                  (OPH, OPW), (DH, DW))
     spread = xp.zeros((N, C_in, (H - 1) * SH + 1, (W - 1) * SW + 1), dtype=x.dtype)
     spread[:, :, ::SH, ::SW] = x
     edge_h, edge_w = DH * (KH - 1) - PH, DW * (KW - 1) - PW

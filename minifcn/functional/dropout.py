@@ -17,9 +17,16 @@ CuPy stand-in the same mask instead of comparing two random streams.
 
 from __future__ import annotations
 
+from .. import checks
 from ..backend import Generator, get_array_module, is_array
 
 __all__ = ["dropout2d_forward", "dropout_backward", "dropout_forward"]
+
+
+def _check_call(where: str, x, p, training, ndim) -> None:
+    checks.check_operands(where, x, ndim=ndim)
+    checks.check_probability(where, p)
+    checks.check_flag(where, "training", training)
 
 
 def dropout_forward(x, p: float, training: bool, mask=None, generator: Generator | None = None):
@@ -40,6 +47,7 @@ def dropout_forward(x, p: float, training: bool, mask=None, generator: Generator
             and no mask is given).
         cache: the scaled mask ``mask / (1 - p)`` in x's dtype, or None for the identity.
     """
+    _check_call("dropout_forward", x, p, training, ndim=None)
     if not training or (p == 0.0 and mask is None):
         return x, None
     xp = get_array_module(x)
@@ -63,9 +71,7 @@ def dropout2d_forward(x, p: float, training: bool, mask=None,
     Same arguments and results as :func:`dropout_forward`, with a mask of shape
     (N, C, 1, 1). Its backward is :func:`dropout_backward`.
     """
-    if x.ndim != 4:
-        raise ValueError(f"dropout2d_forward: expected x of rank 4 (N, C, H, W), "
-                         f"got x of shape {tuple(x.shape)}")
+    _check_call("dropout2d_forward", x, p, training, ndim=4)
     N, C = x.shape[:2]
     if mask is not None and tuple(mask.shape) != (N, C, 1, 1):
         raise ValueError(f"dropout2d_forward: expected a mask of shape {(N, C, 1, 1)} for x "

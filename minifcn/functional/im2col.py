@@ -62,6 +62,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+from .. import checks
 from ..backend import get_array_module, np
 from .parallel import even_slices, for_blocks
 from .workspace import give, take
@@ -243,6 +244,14 @@ def _band(x_height: int, kernel_size: Pair, stride: Pair, padding: Pair, dilatio
     return rows, (rows.stop - rows.start, output_size[1]), band_height, inputs, at
 
 
+def _window_pairs(where: str, kernel_size, stride, padding, dilation):
+    """The four window arguments as pairs, each in its range."""
+    return (checks.as_pair(where, "kernel_size", kernel_size, minimum=1),
+            checks.as_pair(where, "stride", stride, minimum=1),
+            checks.as_pair(where, "padding", padding, minimum=0),
+            checks.as_pair(where, "dilation", dilation, minimum=1))
+
+
 def im2col(x, kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair,
            output_size: Pair | None = None, rows: slice | None = None):
     """The KH x KW windows of ``x`` as the columns of one matrix.
@@ -260,11 +269,18 @@ def im2col(x, kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair,
         cols: (C*KH*KW, N*R*OW) for the R output rows, ``cols[(c, i, j), (n, r, ow)] =
         x_padded[n, c, (r0 + r)*SH + i*DH, ow*SW + j*DW]``.
     """
+    checks.check_operands("im2col", x)
+    if x.shape[0] and min(x.shape[1:]) == 0:
+        raise ValueError(f"im2col: expected x with channels and pixels (only the batch may be "
+                         f"empty), got x of shape {tuple(x.shape)}")
+    kernel_size, stride, padding, dilation = _window_pairs("im2col", kernel_size, stride,
+                                                           padding, dilation)
     N, C, H, W = x.shape
     KH, KW = kernel_size
     PH, PW = padding
     if output_size is None:
-        output_size = conv_output_size((H, W), kernel_size, stride, padding, dilation)
+        output_size = checks.naming("im2col", conv_output_size, (H, W), kernel_size, stride,
+                                    padding, dilation)
     rows, output_size, band_height, inputs, at = _band(H, kernel_size, stride, padding,
                                                        dilation, output_size, rows)
     OH, OW = output_size
@@ -326,14 +342,25 @@ def col2im(cols, x_shape: tuple[int, int, int, int], kernel_size: Pair, stride: 
         add bands up): a new array (a transposed view of a larger buffer: copy it into
         place, after which a caller may hand the buffer back with ``workspace.give``).
     """
+    checks.check_operands("col2im", cols, ndim=2)
+    if (not isinstance(x_shape, (tuple, list)) or len(x_shape) != 4 or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in x_shape)):
+        raise ValueError(f"col2im: x_shape must be four ints >= 0 (N, C, H, W), got "
+                         f"{x_shape!r}")
+    kernel_size, stride, padding, dilation = _window_pairs("col2im", kernel_size, stride,
+                                                           padding, dilation)
     N, C, H, W = x_shape
     KH, KW = kernel_size
     PW = padding[1]
     if output_size is None:
-        output_size = conv_output_size((H, W), kernel_size, stride, padding, dilation)
+        output_size = checks.naming("col2im", conv_output_size, (H, W), kernel_size, stride,
+                                    padding, dilation)
     rows, output_size, band_height, inputs, at = _band(H, kernel_size, stride, padding,
                                                        dilation, output_size, rows)
     OH, OW = output_size
+    if tuple(cols.shape) != (C * KH * KW, N * OH * OW):
+        raise ValueError(f"col2im: expected cols of shape {(C * KH * KW, N * OH * OW)} (C*KH*KW, "
+                         f"N*OH*OW) for x_shape {tuple(x_shape)}, got {tuple(cols.shape)}")
     xp = get_array_module(cols)
     cols = cols.reshape(C, KH, KW, N, OH, OW)
     x_padded = take(xp, (C, N, band_height, W + 2 * PW), cols.dtype)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+from .. import checks
 from ..backend import get_array_module
 
 __all__ = [
@@ -46,6 +47,16 @@ class LinearCache(NamedTuple):
     has_bias: bool
 
 
+def _check_call(where: str, x, weight, bias) -> None:
+    """x (*, I) float with at least the feature axis, weight (O, I) and bias (O,) of its
+    dtype and device."""
+    checks.check_operands(where, x, ndim=None, weight=(weight, (None, None)))
+    if x.ndim == 0 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(f"{where}: expected x (*, {weight.shape[1]}) for a weight of shape "
+                         f"{tuple(weight.shape)}, got x of shape {tuple(x.shape)}")
+    checks.check_operands(where, x, ndim=None, bias=(bias, (weight.shape[0],)))
+
+
 def linear_forward(x, weight, bias=None):
     """A fully connected layer: every output feature a weighted sum of all input features.
 
@@ -58,7 +69,7 @@ def linear_forward(x, weight, bias=None):
         y: (*, O), ``y[..., o] = bias[o] + sum_i x[..., i] * weight[o, i]``.
         cache: a :class:`LinearCache` for :func:`linear_backward`.
     """
-    get_array_module(x, weight, bias)  # one device for all: a TypeError otherwise
+    _check_call("linear_forward", x, weight, bias)
     y = x @ weight.T
     if bias is not None:
         y += bias
@@ -100,6 +111,7 @@ def linear_naive(x, weight, bias=None):
 
     Shapes as :func:`linear_forward`; returns only ``y``. Slow: for reading and testing.
     """
+    _check_call("linear_naive", x, weight, bias)
     xp = get_array_module(x, weight, bias)
     O, I = weight.shape
     y = xp.zeros((*x.shape[:-1], O), dtype=x.dtype)
@@ -150,7 +162,9 @@ def flatten_forward(x, start_dim: int = 1, end_dim: int = -1):
         y: a view of x when x's memory allows it (as a reshape), else a copy.
         cache: x's shape, for :func:`flatten_backward`.
     """
-    return x.reshape(flatten_shape(x.shape, start_dim, end_dim)), tuple(x.shape)
+    checks.check_operands("flatten_forward", x, ndim=None, floating=None)
+    shape = flatten_shape(x.shape, start_dim, end_dim, where="flatten_forward")
+    return x.reshape(shape), tuple(x.shape)
 
 
 def flatten_backward(dy, cache):

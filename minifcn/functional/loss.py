@@ -31,7 +31,8 @@ Their ``"mean"`` divides the sum by the number of pixels N*H*W, not by a sum of 
 
 from __future__ import annotations
 
-from ..backend import get_array_module
+from .. import checks
+from ..backend import get_array_module, to_numpy
 
 __all__ = [
     "REDUCTIONS",
@@ -52,6 +53,9 @@ def log_softmax(x, dim: int = 1):
     Stable for any finite logits: the largest logit is subtracted before ``exp``, so the
     exponentials lie in (0, 1] and their sum in [1, C]; logits of 1e4 are fine.
     """
+    _check_dim("log_softmax", x, dim)
+    if x.size == 0:  # nothing to normalize (and no maximum to take)
+        return x.copy()
     xp = get_array_module(x)
     shifted = x - x.max(axis=dim, keepdims=True)
     shifted -= xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))  # our own array
@@ -60,7 +64,58 @@ def log_softmax(x, dim: int = 1):
 
 def softmax(x, dim: int = 1):
     """Class probabilities along ``dim``, same shape as ``x``, summing to 1 along ``dim``."""
+    _check_dim("softmax", x, dim)
     return get_array_module(x).exp(log_softmax(x, dim))
+
+
+def _check_dim(where: str, x, dim) -> None:
+    checks.check_operands(where, x, ndim=None)
+    if x.ndim == 0 or isinstance(dim, bool) or not isinstance(dim, int) or not (
+            -x.ndim <= dim < x.ndim):
+        raise ValueError(f"{where}: dim={dim!r} is out of range for x of shape "
+                         f"{tuple(x.shape)} (expected a dimension in [-rank, rank - 1] of "
+                         f"a rank >= 1)")
+
+
+def check_cross_entropy_call(where: str, logits, target, weight, reduction: str,
+                             label_smoothing, probabilities: bool) -> None:
+    """The arguments of the two cross-entropy forwards, as PyTorch takes them: logits
+    (N, C, ...) float; target class indices (N, ...) of an integer dtype or, with
+    ``probabilities``, shares of the logits' shape and dtype; weight (C,) or None;
+    reduction and label smoothing. (Whether each index is a class: see
+    :func:`check_class_indices`.)"""
+    checks.check_operands(where, logits, ndim=None)
+    if logits.ndim < 2:
+        raise ValueError(f"{where}: expected logits (N, C) or (N, C, H, W), got shape "
+                         f"{tuple(logits.shape)} (for one sample, pass logits[None])")
+    N, C = logits.shape[:2]
+    shape = tuple(logits.shape) if probabilities else (N, *logits.shape[2:])
+    if probabilities:
+        checks.check_operands(where, logits, ndim=None, target=(target, shape))
+    else:
+        checks.check_input(where, target, ndim=None, name="target", floating=False)
+        if tuple(target.shape) != shape:
+            raise ValueError(f"{where}: expected target of shape {shape} for logits of "
+                             f"shape {tuple(logits.shape)}, got {tuple(target.shape)}")
+    checks.check_operands(where, logits, ndim=None, weight=(weight, (C,)))
+    checks.check_same_device(where, logits, target)
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"{where}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    checks.check_number(where, "label_smoothing", label_smoothing, 0.0, 1.0)
+
+
+def check_class_indices(where: str, target, classes: int, ignore_index: int) -> None:
+    """Every target a class in [0, classes) or ``ignore_index``: read on the host (one
+    synchronisation on a GPU, where an index past the end would be wrapped silently)."""
+    bad = (target != ignore_index) & ((target < 0) | (target >= classes))
+    if not bool(to_numpy(bad.any())):
+        return
+    xp = get_array_module(target)
+    position = tuple(int(to_numpy(axis[0])) for axis in xp.nonzero(bad)) if bad.ndim else ()
+    value = int(to_numpy(target[position]))
+    raise ValueError(f"{where}: target has {value} at {position}; class indices must be in "
+                     f"[0, {classes}) (the logits have {classes} classes) or equal "
+                     f"ignore_index={ignore_index}")
 
 
 def _per_class(values, ndim: int):
@@ -75,7 +130,7 @@ def cross_entropy_forward(logits, target, weight=None, ignore_index: int = -100,
     Args:
         logits: (N, C, H, W) or (N, C) float array of class scores.
         target: (N, H, W) or (N,) integer array: class indices in [0, C), or
-            ``ignore_index``. (Targets are not checked here; ``CrossEntropyLoss`` does.)
+            ``ignore_index`` (checked: one synchronisation on a GPU).
         weight: None or a (C,) array of per-class weights, logits' dtype and device.
         ignore_index: the target value of pixels to leave out (e.g. 255, the VOC border).
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
@@ -86,6 +141,19 @@ def cross_entropy_forward(logits, target, weight=None, ignore_index: int = -100,
         loss: a 0-d array (``"mean"``, ``"sum"``) or (N, H, W) (``"none"``), logits' dtype
         and device; cache for :func:`cross_entropy_backward`.
     """
+    where = "cross_entropy_forward"
+    check_cross_entropy_call(where, logits, target, weight, reduction, label_smoothing,
+                             probabilities=False)
+    checks.check_count(where, "ignore_index", ignore_index, -2**63)
+    check_class_indices(where, target, logits.shape[1], ignore_index)
+    return cross_entropy_unchecked(logits, target, weight, ignore_index, reduction,
+                                   label_smoothing)
+
+
+def cross_entropy_unchecked(logits, target, weight, ignore_index: int, reduction: str,
+                            label_smoothing: float):
+    """:func:`cross_entropy_forward` without its checks, for a caller that made them
+    (``CrossEntropyLoss`` makes them in its own name)."""
     xp = get_array_module(logits, target, weight)
     C = logits.shape[1]
     logp = log_softmax(logits, dim=1)
@@ -181,6 +249,8 @@ def cross_entropy_probs_forward(logits, target, weight=None, reduction: str = "m
     Returns:
         loss: a 0-d array or (N, H, W); cache for :func:`cross_entropy_probs_backward`.
     """
+    check_cross_entropy_call("cross_entropy_probs_forward", logits, target, weight,
+                             reduction, label_smoothing, probabilities=True)
     xp = get_array_module(logits, target, weight)
     C = logits.shape[1]
     logp = log_softmax(logits, dim=1)

@@ -16,6 +16,7 @@ The preconditions (same shapes, offsets in range) are checked by the layers in
 
 from __future__ import annotations
 
+from .. import checks
 from ..backend import get_array_module
 
 __all__ = [
@@ -38,6 +39,11 @@ def add_forward(*xs):
     Returns:
         y: a new array of that shape; cache (the number of inputs) for :func:`add_backward`.
     """
+    if len(xs) < 2:
+        raise ValueError(f"add_forward: expected two or more arrays, got {len(xs)}")
+    checks.check_operands("add_forward", xs[0], ndim=None, floating=None,
+                          **{f"xs[{i}]": (x, tuple(xs[0].shape)) for i, x in
+                             enumerate(xs[1:], start=1)})
     y = xs[0] + xs[1]
     for x in xs[2:]:
         y += x  # y is our own fresh array: accumulating into it writes into no argument
@@ -64,6 +70,19 @@ def concat_forward(xs, dim: int = 1):
     Returns:
         y: e.g. (N, C_1 + C_2 + ..., H, W); cache for :func:`concat_backward`.
     """
+    xs = list(xs)
+    if not xs:
+        raise ValueError("concat_forward: expected one or more arrays, got none")
+    checks.check_operands("concat_forward", xs[0], ndim=None, floating=None)
+    rank = xs[0].ndim
+    if isinstance(dim, bool) or not isinstance(dim, int) or not -rank <= dim < rank:
+        raise ValueError(f"concat_forward: dim={dim!r} is out of range for arrays of rank "
+                         f"{rank} (expected a dimension in [{-rank}, {rank - 1}])")
+    dim %= rank
+    # every array the first's shape, but for its length along dim
+    others = {f"xs[{i}]": (x, tuple(None if k == dim else n for k, n in enumerate(
+        xs[0].shape))) for i, x in enumerate(xs[1:], start=1)}
+    checks.check_operands("concat_forward", xs[0], ndim=None, floating=None, **others)
     xp = get_array_module(*xs)
     y = xp.concatenate(xs, axis=dim)
     return y, (dim, [x.shape[dim] for x in xs])
@@ -99,7 +118,16 @@ def crop_forward(x, size, offset):
     Returns:
         y: (..., OH, OW), a view of ``x``; cache for :func:`crop_backward`.
     """
-    (top, left), (OH, OW) = offset, size
+    checks.check_operands("crop_forward", x, ndim=None, floating=None)
+    if x.ndim < 2:
+        raise ValueError(f"crop_forward: expected x (..., H, W), got x of shape "
+                         f"{tuple(x.shape)}")
+    H, W = x.shape[-2:]
+    OH, OW = checks.as_pair("crop_forward", "size", size, minimum=0)
+    top, left = checks.as_pair("crop_forward", "offset", offset, minimum=0)
+    if top + OH > H or left + OW > W:
+        raise ValueError(f"crop_forward: a ({OH}, {OW}) window at offset ({top}, {left}) "
+                         f"reaches past x's ({H}, {W}) pixels")
     y = x[..., top:top + OH, left:left + OW]
     return y, (x.shape, (top, left))
 

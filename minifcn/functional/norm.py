@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .. import checks
 from ..backend import get_array_module
 
 __all__ = [
@@ -142,6 +143,19 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, training: boo
         cache: a :class:`BatchNormCache`; in training with running statistics given, its
             ``running_mean``/``running_var`` are the updated statistics (new arrays).
     """
+    where = "batch_norm_forward"
+    checks.check_operands(where, x)
+    channel = (x.shape[1],)
+    checks.check_operands(where, x, weight=(weight, channel), bias=(bias, channel),
+                          running_mean=(running_mean, channel),
+                          running_var=(running_var, channel))
+    checks.check_flag(where, "training", training)
+    momentum = checks.check_number(where, "momentum", momentum, 0.0, 1.0)
+    # PyTorch's rule: a batch's own variance may be 0, so eps is what keeps 1 / std finite
+    eps = checks.check_number(where, "eps", eps, 0.0)
+    if training and eps == 0.0:
+        raise ValueError(f"{where}: eps must be positive in training (a channel of equal "
+                         f"values has variance 0), got {eps!r}")
     xp = get_array_module(x, weight, bias, running_mean, running_var)
     # y = weight * (x - mean) * inv_std + bias, applied as one scale and one shift per channel.
     M = None

@@ -24,6 +24,7 @@ concatenation each; the adjoint undoes them in reverse order (W, then H). Any le
 
 from __future__ import annotations
 
+from .. import checks
 from ..backend import get_array_module
 
 __all__ = ["PADDING_MODES", "check_padding_size", "pad2d_backward", "pad2d_forward"]
@@ -112,8 +113,22 @@ def pad2d_forward(x, pad: Pad4, mode: str = "zeros"):
         y: (..., H + PT + PB, W + PL + PR), a new array of x's dtype.
         cache: ``(pad, mode)`` for :func:`pad2d_backward`.
 
-    The amounts are not checked here; :func:`check_padding_size` says what each mode needs.
+    As PyTorch's ``F.pad``: a mode other than "zeros" takes an (N, C, H, W) or (C, H, W)
+    input with pixels; the amounts must suit the mode (:func:`check_padding_size`).
     """
+    where = "pad2d_forward"
+    checks.check_operands(where, x, ndim=None, floating=None)
+    if mode not in PADDING_MODES:
+        raise ValueError(f"{where}: mode must be one of {PADDING_MODES}, got {mode!r}")
+    if (not isinstance(pad, (tuple, list)) or len(pad) != 4 or not all(
+            isinstance(p, int) and not isinstance(p, bool) and p >= 0 for p in pad)):
+        raise ValueError(f"{where}: pad must be four ints >= 0 (top, bottom, left, right), "
+                         f"got {pad!r}")
+    if x.ndim < 2 or (mode != "zeros" and (x.ndim not in (3, 4) or min(x.shape[-3:]) == 0)):
+        needed = "(..., H, W)" if mode == "zeros" else "(N, C, H, W) or (C, H, W) with pixels"
+        raise ValueError(f"{where}: mode {mode!r} needs x {needed}, got x of shape "
+                         f"{tuple(x.shape)}")
+    check_padding_size(where, x.shape[-2:], tuple(pad), mode)
     top, bottom, left, right = pad
     y = _pad_axis(x, x.ndim - 2, top, bottom, mode)
     y = _pad_axis(y, x.ndim - 1, left, right, mode)

@@ -39,7 +39,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from numbers import Integral
 
-from ..backend import get_array_module
+from .. import checks
+from ..backend import get_array_module, to_numpy
 from ..checks import as_pair
 
 __all__ = [
@@ -81,6 +82,15 @@ def check_pool_padding(where: str, kernel_size: Pair, padding: Pair) -> None:
     if any(2 * p > k for k, p in zip(kernel_size, padding, strict=True)):
         raise ValueError(f"{where}: padding must be at most half of kernel_size, got "
                          f"padding={tuple(padding)} with kernel_size={tuple(kernel_size)}")
+
+
+def check_pool_input(where: str, x) -> None:
+    """An (N, C, H, W) float array in which only the batch may be empty (PyTorch's rule:
+    there is no window of pixels to pool otherwise)."""
+    checks.check_operands(where, x)
+    if min(x.shape[1:]) == 0:
+        raise ValueError(f"{where}: expected x with channels and pixels (only the batch may "
+                         f"be empty), got x of shape {tuple(x.shape)}")
 
 
 def pool_output_size(size: Pair, kernel_size: Pair, stride: Pair, padding: Pair,
@@ -254,6 +264,7 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, dilation=1, ceil_
     it comes first), where PyTorch's is the last NaN: matching that would cost a third more
     time.
     """
+    check_pool_input("max_pool2d_forward", x)
     N, C, H, W = x.shape
     geometry = PoolGeometry.build("max_pool2d_forward", (H, W), kernel_size, stride, padding,
                                   dilation, ceil_mode)
@@ -315,6 +326,7 @@ def max_pool2d_naive(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mo
     """:func:`max_pool2d_forward` from the definition, one output pixel at a time (a test
     oracle). Returns ``(y, indices)``, both (N, C, OH, OW), indices as
     :func:`max_pool2d_indices`. A NaN counts as the maximum (its first occurrence)."""
+    check_pool_input("max_pool2d_naive", x)
     N, C, H, W = x.shape
     geometry = PoolGeometry.build("max_pool2d_naive", (H, W), kernel_size, stride, padding,
                                   dilation, ceil_mode)
@@ -355,6 +367,12 @@ class AvgPool2dCache:
     geometry: PoolGeometry
 
 
+def check_divisor_override(where: str, divisor_override) -> None:
+    """None, or a whole number >= 1 to divide every window's sum by."""
+    if divisor_override is not None:
+        checks.check_count(where, "divisor_override", divisor_override, 1)
+
+
 def _avg_divisor(geometry: PoolGeometry, count_include_pad: bool, divisor_override, xp,
                  dtype):
     """(OH, OW): what each window's sum is divided by, as PyTorch does (see
@@ -390,7 +408,9 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False,
         y: (N, C, OH, OW).
         cache: an :class:`AvgPool2dCache`.
     """
+    check_pool_input("avg_pool2d_forward", x)
     N, C, H, W = x.shape
+    check_divisor_override("avg_pool2d_forward", divisor_override)
     geometry = PoolGeometry.build("avg_pool2d_forward", (H, W), kernel_size, stride, padding,
                                   1, ceil_mode)
     xp = get_array_module(x)
@@ -419,6 +439,8 @@ def avg_pool2d_naive(x, kernel_size, stride=None, padding=0, ceil_mode=False,
                      count_include_pad=True, divisor_override=None):
     """:func:`avg_pool2d_forward` from the definition, one output pixel at a time, with
     PyTorch's divisor rules written out (a test oracle). Returns y (N, C, OH, OW)."""
+    check_pool_input("avg_pool2d_naive", x)
+    check_divisor_override("avg_pool2d_naive", divisor_override)
     N, C, H, W = x.shape
     geometry = PoolGeometry.build("avg_pool2d_naive", (H, W), kernel_size, stride, padding, 1,
                                   ceil_mode)
@@ -530,6 +552,7 @@ def adaptive_avg_pool2d_forward(x, output_size):
         y: (N, C, OH, OW).
         cache: an :class:`AdaptiveAvgPool2dCache`.
     """
+    check_pool_input("adaptive_avg_pool2d_forward", x)
     H, W = x.shape[2:]
     OH, OW = adaptive_output_size((H, W), output_size, where="adaptive_avg_pool2d_forward")
     xp = get_array_module(x)
@@ -551,6 +574,7 @@ def adaptive_avg_pool2d_backward(dy, cache: AdaptiveAvgPool2dCache):
 def adaptive_avg_pool2d_naive(x, output_size):
     """:func:`adaptive_avg_pool2d_forward` from the definition, one output pixel at a time
     (a test oracle). Returns y (N, C, OH, OW)."""
+    check_pool_input("adaptive_avg_pool2d_naive", x)
     N, C, H, W = x.shape
     OH, OW = adaptive_output_size((H, W), output_size, where="adaptive_avg_pool2d_naive")
     xp = get_array_module(x)
@@ -614,13 +638,33 @@ def max_unpool_output_size(size: Pair, kernel_size: Pair, stride: Pair, padding:
     return out[0], out[1]
 
 
+def check_unpool_arguments(where: str, x, indices, output_size) -> Pair:
+    """x (N, C, H, W) float, indices of its shape, integers in ``[0, OH*OW)`` for the output
+    plane ``output_size`` (OH, OW), returned as a pair. The range is read on the host (one
+    synchronisation on a GPU), as CuPy would silently wrap an index past the end."""
+    checks.check_operands(where, x)
+    checks.check_input(where, indices, ndim=None, name="indices", floating=False,
+                       hint=" (from a max pooling with return_indices=True)")
+    if tuple(indices.shape) != tuple(x.shape):
+        raise ValueError(f"{where}: expected indices of the shape of x {tuple(x.shape)}, got "
+                         f"{tuple(indices.shape)}")
+    checks.check_same_device(where, x, indices)
+    OH, OW = as_pair(where, "output_size", output_size, minimum=1)
+    if indices.size:
+        low, high = (int(to_numpy(bound)) for bound in (indices.min(), indices.max()))
+        if not 0 <= low <= high < OH * OW:
+            raise ValueError(f"{where}: indices must lie in [0, {OH * OW}) for an output of "
+                             f"size ({OH}, {OW}), got values in [{low}, {high}]")
+    return OH, OW
+
+
 def max_unpool2d_forward(x, indices, output_size: Pair):
     """Put each value of ``x`` back at its recorded position in a zero map.
 
     Args:
         x: (N, C, H, W) float, e.g. a max pooling's output.
         indices: (N, C, H, W) int, flat indices into the (OH, OW) output plane, e.g.
-            :func:`max_pool2d_indices`; each in ``[0, OH*OW)`` (not checked here).
+            :func:`max_pool2d_indices`; each in ``[0, OH*OW)``.
         output_size: (OH, OW).
 
     Returns:
@@ -629,6 +673,13 @@ def max_unpool2d_forward(x, indices, output_size: Pair):
             windows with the same maximum) one of them is kept, which one is not defined.
         cache: a :class:`MaxUnpool2dCache`.
     """
+    size = check_unpool_arguments("max_unpool2d_forward", x, indices, output_size)
+    return max_unpool2d_unchecked(x, indices, size)
+
+
+def max_unpool2d_unchecked(x, indices, output_size: Pair):
+    """:func:`max_unpool2d_forward` after :func:`check_unpool_arguments` (a layer checks
+    them in its own name)."""
     N, C, H, W = x.shape
     OH, OW = output_size
     xp = get_array_module(x, indices)

@@ -53,7 +53,9 @@ PyTorch computes them.
 from __future__ import annotations
 
 import math
+from numbers import Real
 
+from .. import checks
 from ..backend import get_array_module, to_numpy
 
 __all__ = [
@@ -72,7 +74,8 @@ def upsample_output_size(input_size, size=None, scale_factor=None,
     Args:
         input_size: (H, W).
         size: (OH, OW) or None.
-        scale_factor: (SH, SW) floats or None; exactly one of ``size`` and ``scale_factor``.
+        scale_factor: a float or (SH, SW) floats, or None; exactly one of ``size`` and
+            ``scale_factor``.
         recompute_scale_factor: if true, sample with ``in / out`` rather than ``1 / scale``.
 
     Returns:
@@ -80,8 +83,19 @@ def upsample_output_size(input_size, size=None, scale_factor=None,
         computes it (so ``10 * 0.7`` gives 6, not 7), and ``scales``, the (SH, SW) that
         :func:`upsample_forward` should sample with, or None (sample with ``in / out``).
     """
+    where = "upsample_output_size"
+    if (size is None) == (scale_factor is None):
+        raise ValueError(f"{where}: give exactly one of size and scale_factor, got "
+                         f"size={size!r} and scale_factor={scale_factor!r}")
+    input_size = checks.as_pair(where, "input_size", tuple(input_size), minimum=0)
     if size is not None:
-        return (int(size[0]), int(size[1])), None
+        return checks.as_pair(where, "size", size, minimum=1), None
+    if isinstance(scale_factor, Real) and not isinstance(scale_factor, bool):
+        scale_factor = (scale_factor, scale_factor)
+    if (not isinstance(scale_factor, (tuple, list)) or len(scale_factor) != 2 or not all(
+            isinstance(s, Real) and not isinstance(s, bool) and s > 0 for s in scale_factor)):
+        raise ValueError(f"{where}: scale_factor must be a positive number or a pair of "
+                         f"them, got {scale_factor!r}")
     output_size = (int(input_size[0] * scale_factor[0]), int(input_size[1] * scale_factor[1]))
     return output_size, (None if recompute_scale_factor else tuple(scale_factor))
 
@@ -158,9 +172,19 @@ def upsample_forward(x, size, mode: str = "nearest", align_corners=None, scales=
         y: (N, C, OH, OW), same dtype and device as ``x``; cache for
         :func:`upsample_backward`.
     """
+    where = "upsample_forward"
+    checks.check_operands(where, x)
+    if min(x.shape[1:]) == 0:
+        raise ValueError(f"{where}: expected x with channels and pixels (only the batch may "
+                         f"be empty), got x of shape {tuple(x.shape)}")
+    OH, OW = checks.as_pair(where, "size", size, minimum=1)
+    if mode not in MODES:
+        raise ValueError(f"{where}: mode must be one of {MODES}, got {mode!r}")
+    if mode == "nearest" and align_corners is not None:
+        raise ValueError(f"{where}: align_corners is for bilinear, not nearest (as in "
+                         f"PyTorch); leave it None")
     xp = get_array_module(x)
     N, C, H, W = x.shape
-    OH, OW = size
     if (OH, OW) == (H, W):  # as PyTorch: the same size is a copy, whatever the mode
         return x.copy(), None
     scale_h, scale_w = scales if scales is not None else (None, None)

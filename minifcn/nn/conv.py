@@ -80,10 +80,7 @@ class _ConvNd(WeightedLayer):
 
     def _output_size(self, size_fn, *args):
         """``size_fn(*args)``, with its ValueError (nothing fits) naming the layer."""
-        try:
-            return size_fn(*args)
-        except ValueError as error:
-            raise ValueError(f"{self._where}: {error}") from None
+        return checks.naming(self._where, size_fn, *args)
 
     def extra_repr(self) -> str:
         text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

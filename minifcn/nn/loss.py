@@ -10,10 +10,11 @@ from ..backend import is_array
 from ..checks import check_cache, check_grad, check_input, check_same_device
 from ..functional.loss import (
     REDUCTIONS,
+    check_class_indices,
     cross_entropy_backward,
-    cross_entropy_forward,
     cross_entropy_probs_backward,
     cross_entropy_probs_forward,
+    cross_entropy_unchecked,
 )
 from .module import Module
 
@@ -146,6 +147,8 @@ class CrossEntropyLoss(Module):
             raise TypeError(f"{where}: weight is {weight.dtype} but the logits are "
                             f"{logits.dtype}; build the loss with dtype={logits.dtype.name!r} "
                             f"(or call .to(dtype=...) on it)")
+        if not probabilities and self.check_targets:  # on the target as given: its positions
+            check_class_indices(where, target, C, self.ignore_index)
         if unbatched:
             logits, target = logits[None], target[None]
         if probabilities:
@@ -159,10 +162,8 @@ class CrossEntropyLoss(Module):
         else:
             xp = backend.get_array_module(target)
             target = target.astype(xp.int64, copy=False)
-            if self.check_targets:
-                self._check_classes(target, C, unbatched)
-            loss, cache = cross_entropy_forward(logits, target, weight, self.ignore_index,
-                                                self.reduction, self.label_smoothing)
+            loss, cache = cross_entropy_unchecked(logits, target, weight, self.ignore_index,
+                                                  self.reduction, self.label_smoothing)
             backward = cross_entropy_backward
         if unbatched and self.reduction == "none":
             loss = loss[0, ...]  # a 0-d array, not a scalar
@@ -187,18 +188,6 @@ class CrossEntropyLoss(Module):
                              f"the loss first")
         return self._denominator
 
-    def _check_classes(self, target, C: int, unbatched: bool = False) -> None:
-        """Every target is a class in [0, C) or ignore_index (one device -> host sync)."""
-        bad = (target != self.ignore_index) & ((target < 0) | (target >= C))
-        if not bool(bad.any()):
-            return
-        xp = backend.get_array_module(target)
-        position = tuple(int(axis[0]) for axis in xp.nonzero(bad))
-        value = int(target[position])
-        position = position[1:] if unbatched else position  # as the caller's target has it
-        raise ValueError(f"{self._where}: target has {value} at {position}; "
-                         f"class indices must be in [0, {C}) (the logits have {C} classes) "
-                         f"or equal ignore_index={self.ignore_index}")
 
     def backward(self, dloss=1.0):
         """dloss: a Python float or a 0-d array (a 0-d ``"mean"``/``"sum"`` loss), or the

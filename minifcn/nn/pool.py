@@ -15,8 +15,6 @@ answering unbatched, as PyTorch's.
 
 from __future__ import annotations
 
-from numbers import Integral
-
 from .. import checks
 from ..functional.pool import (
     adaptive_avg_pool2d_backward,
@@ -24,12 +22,15 @@ from ..functional.pool import (
     adaptive_output_size,
     avg_pool2d_backward,
     avg_pool2d_forward,
+    check_divisor_override,
+    check_pool_input,
     check_pool_padding,
+    check_unpool_arguments,
     max_pool2d_backward,
     max_pool2d_forward,
     max_pool2d_indices,
     max_unpool2d_backward,
-    max_unpool2d_forward,
+    max_unpool2d_unchecked,
     max_unpool_output_size,
     pool_output_size,
 )
@@ -60,12 +61,7 @@ class _Pool2d(Module):
         self._cache = None
 
     def _check_input(self, x) -> None:
-        """An (N, C, H, W) float array in which only the batch may be empty (PyTorch's rule:
-        there is no window of pixels to pool otherwise)."""
-        checks.check_input(self._where, x)
-        if min(x.shape[1:]) == 0:
-            raise ValueError(f"{self._where}: expected x with channels and pixels (only the "
-                             f"batch may be empty), got x of shape {tuple(x.shape)}")
+        check_pool_input(self._where, x)
 
     def backward(self, dy):
         """dy: (N, C, OH, OW), the gradient of the last forward's output -> dx: (N, C, H, W)."""
@@ -137,13 +133,7 @@ class AvgPool2d(_Pool2d):
                  count_include_pad=True, divisor_override=None):
         super().__init__(kernel_size, stride, padding)
         check_pool_padding(self._where, self._kernel, self._padding)
-        if divisor_override is not None:
-            if not isinstance(divisor_override, Integral) or isinstance(divisor_override, bool):
-                raise TypeError(f"{self._where}: divisor_override must be an int or None, got "
-                                f"{divisor_override!r}")
-            if divisor_override < 1:
-                raise ValueError(f"{self._where}: divisor_override must be >= 1, got "
-                                 f"{divisor_override!r}")
+        check_divisor_override(self._where, divisor_override)
         self.kernel_size = kernel_size  # as given, as PyTorch keeps them
         self.stride = kernel_size if stride is None else stride
         self.padding = padding
@@ -187,20 +177,10 @@ class MaxUnpool2d(_Pool2d):
     def forward(self, x, indices, output_size=None):
         """x: (N, C, H, W) float, indices: (N, C, H, W) int -> y: (N, C, OH, OW)."""
         checks.check_input(self._where, x)
-        checks.check_input(self._where, indices, name="indices", floating=False,
-                           hint=" (from MaxPool2d with return_indices=True)")
-        if tuple(indices.shape) != tuple(x.shape):
-            raise ValueError(f"{self._where}: expected indices of the shape of x "
-                             f"{tuple(x.shape)}, got {tuple(indices.shape)}")
-        checks.check_same_device(self._where, x, indices)
-        OH, OW = max_unpool_output_size(x.shape[2:], self._kernel, self._stride, self._padding,
-                                        output_size, where=self._where)
-        # CuPy would silently wrap an out-of-range index: check on the host (one sync).
-        if indices.size and not 0 <= int(indices.min()) <= int(indices.max()) < OH * OW:
-            raise ValueError(f"{self._where}: indices must lie in [0, {OH * OW}) for an output "
-                             f"of size ({OH}, {OW}), got values in [{int(indices.min())}, "
-                             f"{int(indices.max())}]")
-        y, cache = max_unpool2d_forward(x, indices, (OH, OW))
+        size = max_unpool_output_size(x.shape[2:], self._kernel, self._stride, self._padding,
+                                      output_size, where=self._where)
+        check_unpool_arguments(self._where, x, indices, size)
+        y, cache = max_unpool2d_unchecked(x, indices, size)
         self._cache = (cache, y)
         return y
 

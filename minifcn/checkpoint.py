@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import reprlib
 import secrets
 import zipfile
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ __all__ = ["FORMAT", "VERSION", "Checkpoint", "load_checkpoint", "save_checkpoin
 
 FORMAT = "minifcn-checkpoint"
 VERSION = 1
+# The dtype kinds an entry may have: bool, signed and unsigned int, float, complex.
+_NUMBERS = "biufc"
 
 
 @dataclass
@@ -94,7 +97,7 @@ def save_checkpoint(path, model_state: dict, optimizer_state: dict | None = None
     for prefix, state in sections.items():
         for key, value in state.items():
             host = backend.to_numpy(value)
-            if host.dtype.hasobject:
+            if host.dtype.kind not in _NUMBERS:
                 raise TypeError(f"save_checkpoint: {prefix} entry {key!r} is not numeric "
                                 f"(dtype {host.dtype}); checkpoints hold numbers only")
             arrays[f"{prefix}/{key}"] = host
@@ -127,9 +130,11 @@ def save_checkpoint(path, model_state: dict, optimizer_state: dict | None = None
 def load_checkpoint(path) -> Checkpoint:
     """Read a checkpoint written by ``save_checkpoint``.
 
-    A missing file is a ``FileNotFoundError``; a file that is truncated, corrupted, not a
-    minifcn checkpoint, holds pickled objects, or has another format version is a
-    ``ValueError``. Each names the path and the problem in one line.
+    A missing file is a ``FileNotFoundError``; a file that is truncated, corrupted (every
+    entry is checked against its CRC-32), not a minifcn checkpoint, holds pickled objects or
+    anything but numbers, has a ``meta`` entry of other types than ``save_checkpoint``
+    writes, or has another format version is a ``ValueError``. Each names the path and the
+    problem in one line.
     """
     path = os.fspath(path)
     try:
@@ -142,9 +147,13 @@ def load_checkpoint(path) -> Checkpoint:
     if not is_zip:
         raise ValueError(f"checkpoint {path}: not an .npz archive (truncated, corrupted, or "
                          f"not a checkpoint)")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            contents = {key: archive[key] for key in archive.files}
+    try:  # np.load leaves a file it opened itself open when the zip directory is damaged
+        with open(path, "rb") as file, np.load(file, allow_pickle=False) as archive:
+            # np.load stops reading an entry where its .npy header says the array ends, and
+            # zipfile checks an entry's CRC-32 only at its end: a damaged header ('<f4' made
+            # '<f2') would load the wrong bytes unnoticed. testzip reads every entry whole.
+            damaged = archive.zip.testzip()
+            contents = {} if damaged else {key: archive[key] for key in archive.files}
     except ValueError as error:
         if "pickle" in str(error) or "Object arrays" in str(error):
             raise ValueError(f"checkpoint {path}: holds pickled Python objects, which minifcn "
@@ -153,10 +162,16 @@ def load_checkpoint(path) -> Checkpoint:
     except Exception as error:  # damaged bytes raise many kinds in zipfile and .npy parsing
         raise ValueError(f"checkpoint {path}: truncated or corrupted "
                          f"({type(error).__name__}: {_one_line(error)})") from None
+    if damaged is not None:  # in zipfile's words, as when np.load reads to an entry's end
+        raise ValueError(f"checkpoint {path}: truncated or corrupted (BadZipFile: Bad CRC-32 "
+                         f"for file {damaged!r})")
 
     meta = _read_meta(path, contents.pop("meta", None))
     model_state, optimizer_state, extra = {}, {}, {}
     for key, value in contents.items():
+        if value.dtype.kind not in _NUMBERS:  # strings would be parsed, or cast, as numbers
+            raise ValueError(f"checkpoint {path}: entry {key!r} holds {value.dtype} data, not "
+                             f"numbers (minifcn writes numbers only)")
         prefix, _, name = key.partition("/")
         if prefix == "extra" and "/" in name:
             extra_name, _, name = name.partition("/")
@@ -185,13 +200,27 @@ def _read_meta(path: str, raw) -> dict:
         meta = json.loads(raw.tobytes().decode("utf-8"))
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise ValueError(f"format is not {FORMAT!r}")
-    except ValueError as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+    # UnicodeDecodeError and JSONDecodeError are ValueErrors; JSON nested too deep for the
+    # decoder is a RecursionError
+    except (ValueError, RecursionError) as error:
         raise ValueError(f"checkpoint {path}: not a minifcn checkpoint (invalid 'meta': "
-                         f"{error})") from None
+                         f"{_one_line(error)})") from None
     if meta.get("version") != VERSION:
         raise ValueError(f"checkpoint {path}: format version {meta.get('version')!r}, but this "
                          f"minifcn reads version {VERSION}")
     missing = [key for key in ("epoch", "model_name", "config", "metrics") if key not in meta]
     if missing:
         raise ValueError(f"checkpoint {path}: 'meta' lacks {missing}")
+    # What save_checkpoint writes: anything else would surface later as a confusing error
+    # (an epoch of "3" + 1) or not at all (an epoch of true, a metric of "high").
+    epoch, name, metrics = meta["epoch"], meta["model_name"], meta["metrics"]
+    wrong = [f"{key} {reprlib.repr(value)} is not {expected}" for key, value, expected, fits in (
+        ("epoch", epoch, "a whole number or null", epoch is None or type(epoch) is int),
+        ("model_name", name, "a string or null", name is None or isinstance(name, str)),
+        ("config", meta["config"], "an object", isinstance(meta["config"], dict)),
+        ("metrics", metrics, "an object of numbers", isinstance(metrics, dict) and all(
+            type(value) in (int, float) for value in metrics.values())))
+        if not fits]
+    if wrong:
+        raise ValueError(f"checkpoint {path}: invalid 'meta': {'; '.join(wrong)}")
     return meta

@@ -20,17 +20,22 @@ exit with status 1, never a traceback. The help text is plain: no markup.
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import math
 import os
+import reprlib
 import sys
+import types
+import typing
 
 from . import backend, distributed, launch
 from .backend import np
 
 __all__ = ["main"]
 
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError,
-               backend.DeviceUnavailableError, distributed.DistributedUnavailableError)
+# OSError: a path that cannot be read or written (a missing file, a file where a folder
+# should be, no permission, a full disk); MemoryError: sizes too large for this machine.
+USER_ERRORS = (ValueError, TypeError, OSError, MemoryError, backend.DeviceUnavailableError,
+               distributed.DistributedUnavailableError)
 
 WORKERS_HELP = ("processes that share each batch: a number, or auto for one per core (one "
                 "per GPU with --device gpu), at most the batch size, and 1 where MPI is not "
@@ -51,6 +56,29 @@ _RUN_OPTIONS = ("model", "epochs", "batch_size", "lr", "optimizer", "schedule", 
 # the same either way). Anything else would no longer continue the same run. (--layers and
 # --workers are the command line's own, never saved: they may change too.)
 _RESUME_MAY_CHANGE = ("epochs", "out", "device", "data", "sync_batchnorm")
+
+
+def _finite_float(text: str) -> float:
+    """argparse's type of --lr and --weight-decay: a finite number. (float() also reads nan
+    and inf, which would only show epochs later, as a run that diverged.)"""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _seed(text: str) -> int:
+    """argparse's type of --seed: a whole number >= 0, as the random generators take."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -95,7 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int,
                        help=f"images per step (default: the model's own: "
                             f"{per_model('batch_size')})")
-    train.add_argument("--lr", type=float,
+    train.add_argument("--lr", type=_finite_float,
                        help=f"learning rate (default: the model's own: {per_model('lr')})")
     train.add_argument("--optimizer", choices=["adam", "sgd"],
                        help=f"adam, or sgd with momentum {defaults.momentum} "
@@ -103,7 +131,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--schedule", choices=["constant", "step", "cosine", "poly"],
                        help=f"how the learning rate changes over the run "
                             f"(default: {defaults.schedule})")
-    train.add_argument("--weight-decay", type=float,
+    train.add_argument("--weight-decay", type=_finite_float,
                        help=f"L2 weight decay (default: {defaults.weight_decay:g})")
     train.add_argument("--image-size", type=int,
                        help=f"side of the square images, a multiple of 32 "
@@ -132,7 +160,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--no-flip", dest="flip", action="store_false", default=None,
                        help="no random left-right flips of the training images (default: "
                             "flips on)")
-    train.add_argument("--seed", type=int,
+    train.add_argument("--seed", type=_seed,
                        help=f"seed of the weights, data and batch order (default: "
                             f"{defaults.seed})")
     train.add_argument("--device", default=defaults.device, choices=list(backend.DEVICES),
@@ -167,9 +195,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Train the classifier (the segmenters' encoder, fc6, fc7, class scores) "
                     "to name the shape in 96 x 96 toy images (one shape each, 12 to 40 px); "
                     "then: minifcn train --init-from OUT/best.npz")
-    for flag, kind in (("--epochs", int), ("--batch-size", int), ("--lr", float),
-                       ("--weight-decay", float), ("--image-size", int),
-                       ("--train-size", int), ("--val-size", int), ("--seed", int)):
+    for flag, kind in (("--epochs", int), ("--batch-size", int), ("--lr", _finite_float),
+                       ("--weight-decay", _finite_float), ("--image-size", int),
+                       ("--train-size", int), ("--val-size", int), ("--seed", _seed)):
         pretrain.add_argument(flag, type=kind, default=getattr(pre, flag[2:].replace("-", "_")),
                               help="as for train (default: %(default)s)")
     pretrain.add_argument("--optimizer", default=pre.optimizer, choices=["adam", "sgd"],
@@ -300,11 +328,20 @@ def _show(name: str, value) -> str:
 
 def _resumed_config(path: str, given: dict, device: str):
     """The checkpoint's config with what a resumed run may change; ``ValueError`` (one line)
-    for any other option given with a value other than the checkpoint's."""
-    from .checkpoint import load_checkpoint
+    for any other option given with a value other than the checkpoint's, and for a
+    checkpoint that cannot be resumed."""
     from .train import TrainConfig
 
-    saved = load_checkpoint(path).config
+    state = _saved_run(path, "cpu")[0]  # the whole checkpoint checked before any work
+    lacking = [what for what, absent in (
+        ("finished epoch", state.epoch is None or state.epoch < 0),
+        ("optimizer state", state.optimizer_state is None),
+        ("scheduler state", "scheduler" not in state.extra)) if absent]
+    if lacking:
+        raise ValueError(f"checkpoint {path} cannot be resumed: it holds no "
+                         f"{', no '.join(lacking)}; evaluate or predict with it, or start a "
+                         f"new run")
+    saved = state.config
     conflicts = [f"{_show(name, value)} (the checkpoint has {_show(name, saved.get(name))})"
                  for name, value in given.items()
                  if name not in _RESUME_MAY_CHANGE and value != saved.get(name)]
@@ -359,14 +396,75 @@ def _pretrain(args) -> None:
 
 
 def _load_model(path: str, device: str):
+    _, config, model = _saved_run(path, device)
+    return model.eval(), config
+
+
+def _saved_run(path: str, device: str):
+    """A checkpoint of minifcn train or pretrain, checked whole before any use: (the
+    Checkpoint, its TrainConfig on ``device``, the model the config describes, holding the
+    checkpoint's weights). Whatever does not fit is a one-line ``ValueError`` naming the
+    file: a run is never loaded half right."""
     from .checkpoint import load_checkpoint
     from .train import TrainConfig, build_for_config
 
     state = load_checkpoint(path)
-    config = TrainConfig.from_saved(state.config)
-    model = build_for_config(dataclasses.replace(config, device=device))
-    model.load_state_dict(state.model_state)
-    return model.eval(), config
+    saved, name = state.config, state.config.get("model")
+    if not isinstance(name, str):
+        raise ValueError(f"checkpoint {path}: its config names no model (model "
+                         f"{reprlib.repr(name)}); minifcn train and pretrain write one")
+    if state.model_name is not None and state.model_name != name:
+        raise ValueError(f"checkpoint {path}: model_name {state.model_name!r} in its meta, "
+                         f"but model {name!r} in its config; one of them is wrong")
+    hints = typing.get_type_hints(TrainConfig)
+    wrong = [f"{key} {reprlib.repr(value)}" for key, value in saved.items()
+             if key in hints and not _fits(value, hints[key])]
+    if wrong:
+        raise ValueError(f"checkpoint {path}: settings of the wrong type in its config: "
+                         f"{', '.join(wrong)}")
+    try:
+        config = TrainConfig.from_saved({**saved, "device": device})
+        config.validate()
+        model = build_for_config(config)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"checkpoint {path}: its config does not describe a model minifcn "
+                         f"can build: {_first_line(error)}") from None
+    for key, value in state.model_state.items():
+        if value.dtype.kind not in "biuf" or (value.dtype.kind == "f"
+                                              and not np.isfinite(value).all()):
+            raise ValueError(f"checkpoint {path}: model/{key} holds "
+                             + ("complex numbers, which real weights cannot take"
+                                if value.dtype.kind == "c"
+                                else "NaN or infinite values, which minifcn train never saves "
+                                     "(it stops when the loss stops being finite)")
+                             + "; use another checkpoint")
+    try:  # arrays of another float dtype are cast, as PyTorch's load_state_dict casts them
+        model.load_state_dict(state.model_state)
+    except ValueError as error:
+        raise ValueError(f"checkpoint {path}: its weights do not fit the {name} its config "
+                         f"describes: {_first_line(error)}") from None
+    return state, config, model
+
+
+def _fits(value, hint) -> bool:
+    """Whether ``value``, read from a checkpoint's JSON, has the type of a TrainConfig field
+    (``int``, ``float`` (finite), ``str``, ``bool``, ``dict``, ``list[str]``, or one of
+    them or ``None``)."""
+    for kind in typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,):
+        if kind is type(None) and value is None:
+            return True
+        if kind is float and type(value) in (int, float) and math.isfinite(value):
+            return True
+        if typing.get_origin(kind) is list and isinstance(value, list) and all(
+                isinstance(item, str) for item in value):
+            return True
+        if kind in (int, str, bool, dict) and type(value) is kind:
+            return True
+    return False
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def _evaluate(args) -> None:
@@ -418,6 +516,9 @@ def _predict(args) -> int:
     from .data import image_files, save_mask_png
     from .viz import predict_mask
 
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out} is a file; the masks go into a folder: give the "
+                         f"name of a folder (created if missing)")
     model, config = _load_model(args.checkpoint, args.device)
     if config.is_classifier:
         raise ValueError(f"{args.checkpoint} holds the classifier, which names one shape per "
@@ -557,7 +658,9 @@ def main(argv: list[str] | None = None) -> int:
                       file=sys.stderr)
         status = command(args)
     except errors as error:
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        message = _first_line(error)
+        if isinstance(error, MemoryError):  # NumPy's "Unable to allocate 1.00 TiB for ..."
+            message = f"not enough memory: {message}; try smaller sizes"
         print(f"minifcn {args.command}: error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

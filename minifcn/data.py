@@ -556,7 +556,7 @@ def read_class_names(path) -> tuple[str, ...]:
         raise FileNotFoundError(f"class names file {path} does not exist")
     if not path.is_file():
         raise ValueError(f"class names file {path} is not a regular file")
-    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    names = [line.strip() for line in _text_lines(path, "class names file")]
     while names and not names[-1]:
         names.pop()
     if not names:
@@ -638,10 +638,13 @@ class SegmentationFolder:
             listing = self.root / "ImageSets" / "Segmentation" / f"{split}.txt"
             if not listing.is_file():
                 raise FileNotFoundError(f"{self._where}: split file {listing} does not exist")
-            self.ids = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
+            lines = _text_lines(listing, f"{self._where}: split file")
+            self.ids = [line.strip() for line in lines if line.strip()]
+            if not self.ids:
+                raise ValueError(f"{self._where}: split file {listing} lists no ids (expected "
+                                 f"the ids of its images, one a line)")
         if not self.ids:
-            raise ValueError(f"{self._where}: no image/mask pairs found in {mask_dir}"
-                             + ("" if split is None else f" for split {split!r}"))
+            raise ValueError(f"{self._where}: no image/mask pairs found in {mask_dir}")
         self.image_paths = [self._image_path(image_dir, name) for name in self.ids]
         self.mask_paths = [mask_dir / f"{name}.png" for name in self.ids]
         for image_path, mask_path in zip(self.image_paths, self.mask_paths, strict=True):
@@ -688,7 +691,8 @@ class SegmentationFolder:
         if not listings:
             return sorted(mask_dir.glob("*.png"))
         ids = dict.fromkeys(line.strip() for listing in listings
-                            for line in listing.read_text().splitlines() if line.strip())
+                            for line in _text_lines(listing, f"{self._where}: split file")
+                            if line.strip())
         # A split without masks (VOC's test.txt) has no labels to count.
         return [path for path in (mask_dir / f"{name}.png" for name in ids) if path.is_file()]
 
@@ -758,13 +762,36 @@ class SegmentationFolder:
 
 def _open_image(path: Path, where: str, what: str):
     """The Pillow image in file ``path``, loaded and detached from the file; a corrupt or
-    unreadable file is a ``ValueError`` naming it."""
+    unreadable file is a ``ValueError`` naming it.
+
+    A PNG's chunks are checked against their CRCs first: Pillow's ``load`` does not check
+    those of the pixel data, where a damaged byte would give other pixels (another mask)
+    unnoticed. (JPEG has no checksums: a damaged JPEG that still decodes cannot be told.)
+    """
+    Image = _pil()
     try:
-        with _pil().open(path) as image:
+        with Image.open(path) as image:
+            if image.format == "PNG":
+                image.verify()  # reads every chunk; the image must then be opened again
+        with Image.open(path) as image:
             image.load()
             return image.copy()  # the with-block closes the file and frees ``image``
-    except (OSError, SyntaxError, ValueError) as error:  # Pillow's ways of saying "corrupt"
-        raise ValueError(f"{where}: cannot read {what} {path}: {error}") from None
+    # Damaged bytes raise many kinds in Pillow's decoders (OSError, SyntaxError, ValueError,
+    # and also TypeError, NotImplementedError, struct.error, DecompressionBombError for a
+    # size in a damaged header ...): each is a file that cannot be read.
+    except Exception as error:  # only Pillow's calls are inside
+        raise ValueError(f"{where}: cannot read {what} {path}: "
+                         f"{str(error) or type(error).__name__}") from None
+
+
+def _text_lines(path: Path, what: str) -> list[str]:
+    """The lines of the text file ``path``, e.g. a split file (``what``); a file that is not
+    UTF-8 text is a ``ValueError`` naming it."""
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{what} {path} is not UTF-8 text ({error.reason} at byte "
+                         f"{error.start}); expected plain text, one entry a line") from None
 
 
 def _rgb_array(image) -> np.ndarray:

@@ -57,11 +57,11 @@ from ..backend import get_array_module
 from ..checks import as_pair
 from .im2col import (
     band_input_rows,
-    col2im,
+    col2im_unchecked,
     conv_chunks,
     conv_output_size,
     conv_transpose_output_size,
-    im2col,
+    im2col_unchecked,
 )
 from .workspace import give, take
 
@@ -246,7 +246,8 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, output
     chunks = _pieces(xp, N, C, (KH, KW), output_size, x.dtype)
     for batch, rows in chunks:
         band = None if len(chunks) == 1 else rows
-        cols = im2col(x[batch], (KH, KW), stride, padding, dilation, output_size, band)
+        cols = im2col_unchecked(x[batch], (KH, KW), stride, padding, dilation, output_size,
+                                band)
         y_mat = _group_matmul(W_mat, cols, groups)
         y[batch, :, rows] = _from_matrix(y_mat, batch.stop - batch.start,
                                          (rows.stop - rows.start, output_size[1]))
@@ -290,7 +291,8 @@ def conv2d_weight_grad(x, dy, kernel_size, stride=1, padding=0, dilation=1, cols
         return dW
     dW_mat = xp.zeros((F, math.prod(shape[1:])), dtype=dy.dtype)
     for batch, rows in _pieces(xp, N, C, kernel_size, output_size, x.dtype):
-        cols = im2col(x[batch], kernel_size, stride, padding, dilation, output_size, rows)
+        cols = im2col_unchecked(x[batch], kernel_size, stride, padding, dilation, output_size,
+                                rows)
         dy_chunk = _to_matrix(dy[batch, :, rows])
         dW_mat += _weight_grad_mat(dy_chunk, cols, groups)
         give(cols)
@@ -350,12 +352,13 @@ def conv2d_input_grad(dy, weight, x_shape, stride=1, padding=0, dilation=1, grou
             give(chunk_mat)
         shape = (batch.stop - batch.start, C, H, W)
         if banded:
-            part = col2im(dcols, shape, (KH, KW), stride, padding, dilation, output_size,
-                          rows)
+            part = col2im_unchecked(dcols, shape, (KH, KW), stride, padding, dilation,
+                                    output_size, rows)
             dx[batch, :, band_input_rows(rows, H, KH, stride[0], padding[0],
                                          dilation[0])] += part
         else:
-            part = col2im(dcols, shape, (KH, KW), stride, padding, dilation, output_size)
+            part = col2im_unchecked(dcols, shape, (KH, KW), stride, padding, dilation,
+                                    output_size)
             dx[batch] = part
         give(dcols)
         give(part)

@@ -254,6 +254,23 @@ def _window_pairs(where: str, kernel_size, stride, padding, dilation):
 
 def im2col(x, kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair,
            output_size: Pair | None = None, rows: slice | None = None):
+    """The KH x KW windows of ``x`` as the columns of one matrix: :func:`im2col_unchecked`
+    (which says what they are) after checking its arguments, as PyTorch's ``F.unfold``
+    takes them (ints or pairs; x (N, C, H, W) with channels and pixels)."""
+    checks.check_operands("im2col", x)
+    if x.shape[0] and min(x.shape[1:]) == 0:
+        raise ValueError(f"im2col: expected x with channels and pixels (only the batch may be "
+                         f"empty), got x of shape {tuple(x.shape)}")
+    kernel_size, stride, padding, dilation = _window_pairs("im2col", kernel_size, stride,
+                                                           padding, dilation)
+    if output_size is None:
+        output_size = checks.naming("im2col", conv_output_size, x.shape[2:], kernel_size,
+                                    stride, padding, dilation)
+    return im2col_unchecked(x, kernel_size, stride, padding, dilation, output_size, rows)
+
+
+def im2col_unchecked(x, kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair,
+                     output_size: Pair | None = None, rows: slice | None = None):
     """The KH x KW windows of ``x`` as the columns of one matrix.
 
     Args:
@@ -269,18 +286,11 @@ def im2col(x, kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair,
         cols: (C*KH*KW, N*R*OW) for the R output rows, ``cols[(c, i, j), (n, r, ow)] =
         x_padded[n, c, (r0 + r)*SH + i*DH, ow*SW + j*DW]``.
     """
-    checks.check_operands("im2col", x)
-    if x.shape[0] and min(x.shape[1:]) == 0:
-        raise ValueError(f"im2col: expected x with channels and pixels (only the batch may be "
-                         f"empty), got x of shape {tuple(x.shape)}")
-    kernel_size, stride, padding, dilation = _window_pairs("im2col", kernel_size, stride,
-                                                           padding, dilation)
     N, C, H, W = x.shape
     KH, KW = kernel_size
     PH, PW = padding
     if output_size is None:
-        output_size = checks.naming("im2col", conv_output_size, (H, W), kernel_size, stride,
-                                    padding, dilation)
+        output_size = conv_output_size((H, W), kernel_size, stride, padding, dilation)
     rows, output_size, band_height, inputs, at = _band(H, kernel_size, stride, padding,
                                                        dilation, output_size, rows)
     OH, OW = output_size
@@ -325,6 +335,31 @@ def _zero_border(x_padded, top: int, bottom: int, PW: int) -> None:
 def col2im(cols, x_shape: tuple[int, int, int, int], kernel_size: Pair, stride: Pair,
            padding: Pair, dilation: Pair, output_size: Pair | None = None,
            rows: slice | None = None):
+    """The adjoint of :func:`im2col`: :func:`col2im_unchecked` (which says what it does)
+    after checking its arguments, as PyTorch's ``F.fold`` takes them."""
+    checks.check_operands("col2im", cols, ndim=2)
+    if (not isinstance(x_shape, (tuple, list)) or len(x_shape) != 4 or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in x_shape)):
+        raise ValueError(f"col2im: x_shape must be four ints >= 0 (N, C, H, W), got "
+                         f"{x_shape!r}")
+    kernel_size, stride, padding, dilation = _window_pairs("col2im", kernel_size, stride,
+                                                           padding, dilation)
+    N, C, H, W = x_shape
+    if output_size is None:
+        output_size = checks.naming("col2im", conv_output_size, (H, W), kernel_size, stride,
+                                    padding, dilation)
+    (KH, KW), (OH, OW) = kernel_size, output_size
+    if rows is None and tuple(cols.shape) != (C * KH * KW, N * OH * OW):
+        raise ValueError(f"col2im: expected cols of shape (C*KH*KW, N*OH*OW) = "
+                         f"{(C * KH * KW, N * OH * OW)} for x_shape {tuple(x_shape)}, got "
+                         f"{tuple(cols.shape)}")
+    return col2im_unchecked(cols, x_shape, kernel_size, stride, padding, dilation,
+                            output_size, rows)
+
+
+def col2im_unchecked(cols, x_shape: tuple[int, int, int, int], kernel_size: Pair,
+                     stride: Pair, padding: Pair, dilation: Pair,
+                     output_size: Pair | None = None, rows: slice | None = None):
     """The adjoint of :func:`im2col`: add every column back where its window came from.
 
     ``<im2col(x), cols> == <x, col2im(cols)>`` for all ``x`` and ``cols``. An input pixel in
@@ -342,25 +377,14 @@ def col2im(cols, x_shape: tuple[int, int, int, int], kernel_size: Pair, stride: 
         add bands up): a new array (a transposed view of a larger buffer: copy it into
         place, after which a caller may hand the buffer back with ``workspace.give``).
     """
-    checks.check_operands("col2im", cols, ndim=2)
-    if (not isinstance(x_shape, (tuple, list)) or len(x_shape) != 4 or not all(
-            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in x_shape)):
-        raise ValueError(f"col2im: x_shape must be four ints >= 0 (N, C, H, W), got "
-                         f"{x_shape!r}")
-    kernel_size, stride, padding, dilation = _window_pairs("col2im", kernel_size, stride,
-                                                           padding, dilation)
     N, C, H, W = x_shape
     KH, KW = kernel_size
     PW = padding[1]
     if output_size is None:
-        output_size = checks.naming("col2im", conv_output_size, (H, W), kernel_size, stride,
-                                    padding, dilation)
+        output_size = conv_output_size((H, W), kernel_size, stride, padding, dilation)
     rows, output_size, band_height, inputs, at = _band(H, kernel_size, stride, padding,
                                                        dilation, output_size, rows)
     OH, OW = output_size
-    if tuple(cols.shape) != (C * KH * KW, N * OH * OW):
-        raise ValueError(f"col2im: expected cols of shape {(C * KH * KW, N * OH * OW)} (C*KH*KW, "
-                         f"N*OH*OW) for x_shape {tuple(x_shape)}, got {tuple(cols.shape)}")
     xp = get_array_module(cols)
     cols = cols.reshape(C, KH, KW, N, OH, OW)
     x_padded = take(xp, (C, N, band_height, W + 2 * PW), cols.dtype)

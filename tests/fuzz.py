@@ -24,6 +24,8 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 import minifcn
@@ -59,6 +61,13 @@ class Case:
         extra = f", {self.extra}" if self.extra else ""
         return (f"{self.entry}({arguments}){mode} on a {self.layout} {self.dtype} input of "
                 f"shape {self.shape} with {self.values} values (seed {self.seed}{extra})")
+
+
+# The fuzz tests' settings: 80 cases per test in the dev and ci profiles, 1,200 in thorough.
+EXAMPLES = 4 * settings().max_examples
+fuzzing = settings(max_examples=EXAMPLES, deadline=None,
+                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
+                                          HealthCheck.function_scoped_fixture])
 
 
 # --- drawing (inside hypothesis's st.composite strategies) ---------------------------------
@@ -333,3 +342,14 @@ class Verdicts:
             lines += [f"  {count} x {message}" for message, count in
                       self.differences.most_common()]
         return "\n".join(lines)
+
+    def report(self, title: str, capsys) -> None:
+        """The last test of a fuzz file (pytest keeps a file's order): print the tally
+        (``pytest -s`` shows it) and check that most cases got as far as comparing numbers;
+        a fuzzer whose cases were nearly all refused would check little."""
+        cases = sum(self.counts.values())
+        if cases == 0:
+            pytest.skip("runs after its file's fuzz tests")
+        with capsys.disabled():
+            print(f"\n{title}: {self.summary(differences=True)}")
+        assert self.counts["agreed"] >= 0.5 * cases, self.summary()

@@ -117,7 +117,7 @@ def pad2d_forward(x, pad: Pad4, mode: str = "zeros"):
     input with pixels; the amounts must suit the mode (:func:`check_padding_size`).
     """
     where = "pad2d_forward"
-    checks.check_operands(where, x, ndim=None, floating=None)
+    checks.check_operands(where, x, ndim=None)
     if mode not in PADDING_MODES:
         raise ValueError(f"{where}: mode must be one of {PADDING_MODES}, got {mode!r}")
     if (not isinstance(pad, (tuple, list)) or len(pad) != 4 or not all(

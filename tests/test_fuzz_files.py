@@ -195,8 +195,12 @@ def mistakes(draw, parser) -> tuple[list[str], bool]:
             st.builds(lambda char: "-" + char, st.sampled_from("abcdefgijklmnopqrstuvwxyzAZ"))))
         assume(not any(option.startswith(flag) for option in known))
         value = draw(st.one_of(st.none(), WORDS))
-        return ([flag] if value is None else draw(st.sampled_from(
-            [[flag, value], [f"{flag}={value}"]]))), False
+        if value is None:
+            return [flag], False
+        # argparse reads an unknown "--flag=a b" (a space in it) as a positional argument,
+        # e.g. an image path for predict: the joined form only without white space
+        forms = [[flag, value]] + [[f"{flag}={value}"]] * (not any(c.isspace() for c in value))
+        return draw(st.sampled_from(forms)), False
     if kind == "missing value":
         return [draw(st.sampled_from(draw(st.sampled_from(takes_value)).option_strings))], True
     if kind == "wrong type":

@@ -10,6 +10,7 @@
     minifcn evaluate --checkpoint runs/latest/best.npz
     minifcn predict --checkpoint runs/latest/best.npz photo.png --out masks/
     minifcn exercises start conv2d        # then: minifcn exercises check conv2d
+    minifcn exercises grade submission/   # for teachers: points, limits, Gradescope, JUnit
     minifcn course build                  # the lessons as a web page: site/index.html
 
 Mistakes a user can make (an unknown model, a bad checkpoint or data folder, a GPU that is
@@ -276,6 +277,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = actions.add_parser("status", help="a table of exercises done, failing, not started")
     sub.add_argument("--dir", default="my_minifcn",
                      help="the folder of your exercise files (default: my_minifcn)")
+    _grade_parser(actions)
 
     course = commands.add_parser(
         "course", help="the lessons as notebooks and web pages",
@@ -297,6 +299,66 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--device", default="cpu", choices=list(backend.DEVICES),
                        help="where the lessons compute (default: %(default)s)")
     return parser
+
+
+def _positive_seconds(text: str) -> float:
+    """argparse's type of --timeout: a finite number of seconds > 0."""
+    value = _finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    """argparse's type of --memory-mb: a whole number > 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number > 0, got {text!r}")
+    return value
+
+
+def _grade_parser(actions) -> None:
+    text = ("for teachers: grade a learner's folder, each exercise in a child process with "
+            "time and memory limits; points, a table, JSON, Gradescope and JUnit reports")
+    sub = actions.add_parser(
+        "grade", help=text,
+        description=text + ". Exit status 0 when grading ran (whatever the scores), 2 for a "
+                    "usage error, 1 when grading cannot run here. The points file and the "
+                    "JSON schema: python -m pydoc minifcn.exercises.grade")
+    sub.add_argument("dir", metavar="DIR",
+                     help="the learner's folder of exercise files (with --write-setup: the "
+                          "folder to write the set-up into)")
+    sub.add_argument("--only", metavar="NAMES",
+                     help="grade only these exercises, comma-separated: relu,conv2d "
+                          "(default: every exercise)")
+    sub.add_argument("--points", metavar="FILE",
+                     help="a points file, JSON or TOML: {\"exercises\": {\"relu\": 10, "
+                          "\"conv2d\": {\"forward\": 4}}} (default: 1 point per check, 0 for "
+                          "conv2d's speed check)")
+    sub.add_argument("--json", metavar="FILE", dest="json_path",
+                     help="write minifcn's report: per exercise its score, status, reason, "
+                          "checks and report text (default: none)")
+    sub.add_argument("--gradescope", metavar="FILE",
+                     help="write Gradescope's results.json, one test per exercise "
+                          "(default: none)")
+    sub.add_argument("--junit", metavar="FILE",
+                     help="write JUnit XML, one testcase per check, for CI (default: none)")
+    sub.add_argument("--classroom", metavar="FILE",
+                     help="write the result GitHub Classroom's autograding reporter reads, "
+                          "base64 JSON with partial points (default: none)")
+    sub.add_argument("--timeout", type=_positive_seconds, default=60.0, metavar="SECONDS",
+                     help="time per exercise; then its processes are killed and it scores 0 "
+                          "(default: 60)")
+    sub.add_argument("--memory-mb", type=_positive_int, default=2048, metavar="MIB",
+                     help="address space per exercise, RLIMIT_AS on Linux; not limited "
+                          "elsewhere (default: 2048)")
+    sub.add_argument("--write-setup", choices=("gradescope", "github"), default=None,
+                     help="write a ready-made set-up into DIR instead of grading: Gradescope's "
+                          "setup.sh, run_autograder and points.json, or GitHub Classroom's "
+                          ".github/workflows/classroom.yml (default: grade DIR)")
 
 
 def _given(args) -> dict:
@@ -606,6 +668,8 @@ def _exercises(args) -> int:
         report = exercises.check(args.name, args.dir)
         print(report.text())
         return 0 if report.passed else 1
+    if args.action == "grade":
+        return _grade(args)
     rows = exercises.status(args.dir)
     width = max(len(exercise.name) for exercise, _, _ in rows)
     print(f"{'exercise':<{width + 6}}{'state':<14}detail")
@@ -613,6 +677,53 @@ def _exercises(args) -> int:
         print(f"{exercise.number:>2}. {exercise.name:<{width + 2}}{state:<14}{detail}")
     done = sum(state == "done" for _, state, _ in rows)
     print(f"\n{done} of {len(rows)} done.")
+    return 0
+
+
+def _grade(args) -> int:
+    """minifcn exercises grade: 0 when grading ran, 2 for a usage error, 1 when it cannot run."""
+    from .exercises import grade as grading
+
+    prog = "minifcn exercises grade"
+    try:
+        if args.write_setup is not None:
+            written = grading.write_setup(args.write_setup, args.dir)
+            print(f"Wrote {', '.join(written)}.")
+            if args.write_setup == "gradescope":
+                print(f"Add a minifcn wheel (in your minifcn checkout: pip wheel --no-deps -w "
+                      f"{args.dir} .), then zip the files, not the folder: cd {args.dir} && "
+                      f"zip ../autograder.zip *")
+            else:
+                print("Put it in the assignment's template repository; edit its 'Install "
+                      "minifcn' step to where your course's minifcn comes from.")
+            return 0
+        reports = dict(json_path=args.json_path, gradescope=args.gradescope,
+                       junit=args.junit, classroom=args.classroom)
+        grading.check_outputs(json=args.json_path, gradescope=args.gradescope,
+                              junit=args.junit, classroom=args.classroom)
+
+        def started(plan) -> None:
+            print("\n".join(grading.summary_header(plan)), flush=True)
+
+        result = grading.grade(args.dir, only=args.only, points=args.points,
+                               timeout=args.timeout, memory_mb=args.memory_mb,
+                               on_start=started,
+                               progress=lambda graded: print(grading.summary_row(graded),
+                                                             flush=True))
+        print("\n" + grading.summary_lines(result)[-1])
+        written = grading.write_reports(result, **reports)
+    except grading.UsageError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    except grading.SetupError as error:
+        print(f"{prog}: error: grading cannot run here: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"{prog}: error: cannot write {error.filename or 'a report'}: "
+              f"{error.strerror or error}", file=sys.stderr)
+        return 1
+    if written:
+        print(f"Wrote {', '.join(written)}.")
     return 0
 
 

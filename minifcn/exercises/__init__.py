@@ -4,6 +4,7 @@
     minifcn exercises start conv2d         # writes my_minifcn/conv2d.py (never overwrites)
     minifcn exercises check conv2d         # runs its checks on YOUR file, says what is wrong
     minifcn exercises status               # done / failing / not started, for every one
+    minifcn exercises grade submission/    # for teachers: points, limits, reports (grade.py)
 
 Each exercise is a file of functions with the names and leading arguments of their
 counterparts in :mod:`minifcn.functional` (``conv2d_forward(x, weight, bias=None, stride=1,
@@ -32,7 +33,7 @@ from importlib import resources
 from .framework import Exercise, ExerciseReport, run_exercise
 
 __all__ = ["DEFAULT_DIR", "EXERCISES", "Exercise", "ExerciseReport", "check", "get",
-           "learner_path", "names", "start", "status"]
+           "learner_path", "names", "run_checks", "start", "status"]
 
 DEFAULT_DIR = "my_minifcn"
 
@@ -120,14 +121,20 @@ def start(name: str, folder: str = DEFAULT_DIR) -> tuple[str, bool]:
     return path, True
 
 
-def check(name: str, folder: str = DEFAULT_DIR) -> ExerciseReport:
-    """Run exercise ``name``'s checks on ``folder/name.py`` (the capstone: on the folder)."""
+def run_checks(name: str, folder: str = DEFAULT_DIR) -> ExerciseReport:
+    """Run exercise ``name``'s checks on ``folder/name.py`` (the capstone: on the folder),
+    and remember nothing: what :func:`check` and ``minifcn exercises grade`` both run."""
     exercise = get(name)
     if exercise.runner is not None:
-        report = exercise.runner(exercise, folder)
-    else:
-        report = run_exercise(exercise, path=learner_path(exercise.name, folder))
-    _remember(folder, exercise, report)
+        return exercise.runner(exercise, folder)
+    return run_exercise(exercise, path=learner_path(exercise.name, folder))
+
+
+def check(name: str, folder: str = DEFAULT_DIR) -> ExerciseReport:
+    """Run exercise ``name``'s checks on ``folder/name.py`` (the capstone: on the folder),
+    and remember the outcome for :func:`status`."""
+    report = run_checks(name, folder)
+    _remember(folder, get(name), report)
     return report
 
 

@@ -42,6 +42,7 @@ __all__ = [
 ]
 
 DEVICES = ("cpu", "gpu")
+"""The device names: ``"cpu"`` (NumPy) and ``"gpu"`` (CuPy)."""
 FLOAT_DTYPES = ("float32", "float64")
 
 GPU_INSTALL_HINT = 'install CuPy with: pip install "minifcn[gpu]" (needs an NVIDIA GPU and CUDA 12)'
@@ -267,6 +268,7 @@ class Generator:
         return self._stream(xp).random(shape, dtype=dtype)
 
     def standard_normal(self, shape, dtype="float32", xp=np):
+        """Normal numbers, mean 0 and standard deviation 1."""
         return self._stream(xp).standard_normal(shape, dtype=dtype)
 
     def uniform(self, low: float, high: float, shape, dtype="float32", xp=np):
@@ -275,6 +277,7 @@ class Generator:
         return self.random(shape, dtype, xp) * float(high - low) + float(low)
 
     def integers(self, low: int, high: int | None = None, size=None, xp=np):
+        """Integers in [low, high), or in [0, low) without ``high``, as NumPy's."""
         return self._stream(xp).integers(low, high, size=size)
 
     def permutation(self, n: int):

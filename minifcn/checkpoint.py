@@ -35,7 +35,11 @@ from .backend import np
 __all__ = ["FORMAT", "VERSION", "Checkpoint", "load_checkpoint", "save_checkpoint"]
 
 FORMAT = "minifcn-checkpoint"
+"""The ``format`` entry of a checkpoint's ``meta``: an archive without it is not a minifcn
+checkpoint for ``load_checkpoint``."""
 VERSION = 1
+"""The checkpoint layout's version, in ``meta``; ``load_checkpoint`` refuses another one
+with a ``ValueError`` that names both."""
 # The dtype kinds an entry may have: bool, signed and unsigned int, float, complex.
 _NUMBERS = "biufc"
 

@@ -287,7 +287,8 @@ def _parser() -> argparse.ArgumentParser:
     actions = course.add_subparsers(dest="action", required=True, metavar="ACTION")
     build = actions.add_parser("build", help="run every lesson as a notebook; write the site",
                                description="Run every lesson as a notebook and write a static "
-                                           "site: OUT/index.html and one page per lesson.")
+                                           "site: OUT/index.html, one page per lesson and the "
+                                           "API reference, OUT/api/.")
     build.add_argument("--quick", action="store_true",
                        help="the lessons' quick mode: seconds each, the same checks")
     build.add_argument("--out", default="site", help="the site's folder (default: %(default)s)")

@@ -91,6 +91,24 @@ def _display(obj) -> None:
     display(obj)
 
 
+# The metadata key of a Markdown output that lesson.say or lesson.heading showed; its value
+# is the line, in the cell, of the cell's own statement that was running (the build puts
+# each paragraph beside the statements that made it: minifcn.site).
+TEXT_METADATA = "minifcn_text_line"
+
+
+def _narrative(text: str):
+    """``text`` as a Markdown display object, tagged with the line of the running cell's
+    statement (the outermost ``<module>`` frame: the cell's code, whichever function of
+    the lesson called lesson.say)."""
+    from IPython.display import Markdown
+
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_code.co_name != "<module>":
+        frame = frame.f_back
+    return Markdown(text, metadata={TEXT_METADATA: frame.f_lineno} if frame else None)
+
+
 @dataclass
 class Lesson:
     name: str
@@ -110,11 +128,9 @@ class Lesson:
         paragraphs = [" ".join(p.split())
                       for p in textwrap.dedent(text).strip("\n").split("\n\n")]
         if self.notebook:
-            from IPython.display import Markdown
-
             # plain text, not Markdown: "C*KH*KW" must not turn KH into italics
-            _display(Markdown("\n\n".join(_MARKDOWN_SPECIAL.sub(r"\\\1", p)
-                                            for p in paragraphs)))
+            _display(_narrative("\n\n".join(_MARKDOWN_SPECIAL.sub(r"\\\1", p)
+                                              for p in paragraphs)))
             return
         print("\n\n".join(textwrap.fill(p, width=92) for p in paragraphs))
         print()
@@ -125,9 +141,7 @@ class Lesson:
         if not self.notebook:
             print(f"\n== {title} ==\n")
         elif not _opens_its_cell(sys._getframe(1)):
-            from IPython.display import Markdown
-
-            _display(Markdown(f"### {title}"))
+            _display(_narrative(f"### {title}"))
 
     def figure(self, filename: str) -> str:
         """The path to save a figure under; call :meth:`saved` after writing it."""

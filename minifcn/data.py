@@ -72,12 +72,15 @@ __all__ = [
 ]
 
 IGNORE_INDEX = 255
+"""The label of void pixels (object borders, "don't care"): the loss and the metrics skip
+them, as VOC's masks and PyTorch's ``ignore_index=255`` do."""
 
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
     "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
     "sheep", "sofa", "train", "tvmonitor",
 )
+"""Pascal VOC's 21 class names, label 0 (background) to 20 (tvmonitor)."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -107,7 +110,10 @@ def _read_only(array: np.ndarray) -> np.ndarray:
 # The toy classes wear VOC's first four colours, so a Shapes mask written as a VOC PNG
 # (``write_voc_folder``) looks the same in any image viewer as in ``colorize``.
 PALETTE = _read_only(voc_palette(4))
+"""The colours of the toy classes 0-3, (4, 3) uint8 RGB, read-only: VOC's first four."""
 VOID_COLOR = _read_only(voc_palette(256)[IGNORE_INDEX])
+"""The colour of void pixels (label 255), (3,) uint8 RGB, read-only: VOC's cream (224, 224,
+192)."""
 
 
 def _palette_table(palette, labels: np.ndarray) -> np.ndarray:
@@ -541,6 +547,8 @@ def objects_only(masks: np.ndarray, ignore_index: int = IGNORE_INDEX) -> np.ndar
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 # A folder's class names, one a line, label 0 first (see read_class_names).
 CLASS_NAMES_FILE = "class_names.txt"
+"""The file of a dataset folder that names its classes, one a line (see
+``read_class_names``)."""
 
 
 def read_class_names(path) -> tuple[str, ...]:

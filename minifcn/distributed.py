@@ -48,6 +48,7 @@ __all__ = ["MPI_INSTALL_HINT", "BatchShardGenerator", "DistributedUnavailableErr
            "launched_world_size"]
 
 MPI_INSTALL_HINT = 'pip install "minifcn[mpi]" (mpi4py and the MPICH wheel, which brings mpiexec)'
+"""What to install for MPI, as the messages about a missing mpi4py say."""
 
 
 class DistributedUnavailableError(RuntimeError):
@@ -135,11 +136,14 @@ class Work:
         self._done = False
 
     def is_completed(self) -> bool:
+        """True once the result is in the array (it then runs what the result still
+        needs, such as the division of an average); never waits."""
         if not self._done and (self._request is None or self._request.Test()):
             self._complete()
         return self._done
 
     def wait(self) -> None:
+        """Return once the result is in the array."""
         if not self._done:
             if self._request is not None:
                 self._request.Wait()
@@ -263,6 +267,7 @@ class ProcessGroup:
 
     # --- the collectives
     def all_reduce(self, array, op: str = ReduceOp.SUM, async_op: bool = False):
+        """The module's ``all_reduce`` over this group's ranks."""
         where = "all_reduce"
         _check_buffer(where, array)
         op = str(op).lower()
@@ -293,6 +298,7 @@ class ProcessGroup:
         return self._run(array, mpi_call, nccl_call, async_op, finish)
 
     def broadcast(self, array, src: int = 0, async_op: bool = False):
+        """The module's ``broadcast`` over this group's ranks."""
         where = "broadcast"
         _check_buffer(where, array)
         self._check_rank(where, "src", src)
@@ -307,6 +313,7 @@ class ProcessGroup:
         return self._run(array, mpi_call, nccl_call, async_op)
 
     def all_gather_into_tensor(self, output, input, async_op: bool = False):
+        """The module's ``all_gather_into_tensor`` over this group's ranks."""
         where = "all_gather_into_tensor"
         _check_buffer(where, output)
         if not is_array(input):
@@ -342,6 +349,7 @@ class ProcessGroup:
         return self.comm.allgather(obj)
 
     def barrier(self) -> None:
+        """Return once every rank of this group has called it."""
         if self.comm is not None:
             self.comm.Barrier()
 
@@ -406,6 +414,7 @@ def init_process_group(backend: str | None = None, *, comm=None) -> ProcessGroup
 
 
 def is_initialized() -> bool:
+    """True between ``init_process_group()`` and ``destroy_process_group()``."""
     return _world is not None
 
 
@@ -500,10 +509,12 @@ class BatchShardGenerator(backend.Generator):
         return self.generator.random(self._whole_batch_shape(shape), dtype, xp)[self.rows]
 
     def standard_normal(self, shape, dtype="float32", xp=np):
+        """This rank's rows of a whole-batch draw of normal numbers."""
         return self.generator.standard_normal(self._whole_batch_shape(shape), dtype,
                                               xp)[self.rows]
 
     def integers(self, low: int, high: int | None = None, size=None, xp=np):
+        """This rank's rows of a whole-batch draw of integers."""
         return self.generator.integers(low, high, self._whole_batch_shape(size), xp)[self.rows]
 
     def permutation(self, n: int):

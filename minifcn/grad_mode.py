@@ -86,7 +86,29 @@ class _GradMode:
 
 
 class no_grad(_GradMode):
-    """Forwards keep no backward caches inside: ``with no_grad():`` or ``@no_grad()``."""
+    """Forwards keep no backward caches inside: ``with no_grad():`` or ``@no_grad()``.
+
+    For evaluation and prediction: nothing is kept for a backward, so the memory of each
+    layer's cache is freed at once. A backward after such a forward says why it cannot run.
+
+    Example:
+
+        >>> import numpy as np
+        >>> import minifcn
+        >>> from minifcn import nn
+        >>> conv = nn.Conv2d(1, 1, kernel_size=1)
+        >>> with minifcn.no_grad():
+        ...     y = conv(np.ones((1, 1, 2, 2), dtype=np.float32))
+        ...     minifcn.is_grad_enabled()
+        False
+        >>> minifcn.is_grad_enabled()
+        True
+        >>> conv.backward(np.ones_like(y))
+        Traceback (most recent call last):
+        ...
+        RuntimeError: Conv2d(1->1, ...): backward after a forward made under
+        minifcn.no_grad(), which kept nothing for it; run the forward outside no_grad
+    """
 
     _mode = False
 

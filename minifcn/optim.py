@@ -400,10 +400,13 @@ class LRScheduler:
         return [self.lr(base_lr, self.last_epoch) for base_lr in self.base_lrs]
 
     def state_dict(self) -> dict:
+        """``{"last_epoch": t, "base_lrs": array}``: what ``load_state_dict`` restores."""
         return {"last_epoch": self.last_epoch,
                 "base_lrs": np.array(self.base_lrs, dtype=np.float64)}
 
     def load_state_dict(self, state_dict: dict) -> None:
+        """Restore the step count and base learning rates from ``state_dict()`` (or its
+        ``np.load``-ed copy) and set the groups' learning rates to match."""
         base_lrs = backend.to_numpy(state_dict["base_lrs"]).tolist()
         if len(base_lrs) != len(self.optimizer.param_groups):
             raise ValueError(f"{type(self).__name__}.load_state_dict: the state has "
@@ -527,6 +530,7 @@ class SequentialLR(LRScheduler):
 
 
 SCHEDULERS = ("constant", "step", "cosine", "poly")
+"""The schedule names ``make_scheduler`` knows."""
 
 
 def make_scheduler(name: str, optimizer: Optimizer, total_steps: int, *,

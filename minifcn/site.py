@@ -12,11 +12,18 @@ printed output and figures (embedded as PNG) in order. ``index.html`` is lessons
 page has links to the previous and next lesson; a lesson that names exercises ends with
 the commands that start them.
 
+A paragraph of the lesson (``lesson.say(f"...")``) shows once, as text with its measured
+numbers: the build splits each cell where its paragraphs start and end, and the page folds
+a paragraph's code behind "show the code". ``api/`` is the API reference, one page per
+public module (minifcn.reference, with pdoc); the lesson pages link the minifcn names they
+use to it.
+
 The tools are the optional extra ``course`` (pip install -e ".[course]").
 """
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import os
 import re
@@ -25,12 +32,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import reference
+
 __all__ = ["COURSE_TOOLS", "CourseToolsMissing", "LessonFailed", "build_site",
            "default_lessons_dir", "execute_lesson", "find_lessons", "lesson_notebook",
            "require_course_tools"]
 
 # module names (the PyPI names are the same)
-COURSE_TOOLS = ("jupytext", "nbclient", "nbconvert", "nbformat", "ipykernel")
+COURSE_TOOLS = ("jupytext", "nbclient", "nbconvert", "nbformat", "ipykernel", "pdoc")
 EXERCISES_HEADING = re.compile(r"^## .*exercises.*$", re.IGNORECASE | re.MULTILINE)
 
 
@@ -143,8 +152,6 @@ class BuiltLesson:
 
 def _title(path: Path) -> str:
     """The first line of the lesson's docstring: "Lesson 01: Convolution as ..."."""
-    import ast
-
     doc = ast.get_docstring(ast.parse(path.read_text())) or path.stem
     return doc.strip().splitlines()[0]
 
@@ -153,8 +160,6 @@ def _docstring_first(notebook) -> None:
     """On the page, the lesson's docstring opens it as text (title and what it teaches),
     not as code: it leaves the first cell's source, and its Markdown echo (course.start
     shows it in a kernel) leaves that cell's outputs."""
-    import ast
-
     import nbformat
 
     first = notebook.cells[0]
@@ -172,6 +177,95 @@ def _docstring_first(notebook) -> None:
     notebook.cells.insert(0, nbformat.v4.new_markdown_cell(f"# {title}\n\n" + "\n".join(rest)))
 
 
+TEXT_TAG = "minifcn-text"  # a cell of narrative only: its code is folded on the page
+
+
+def _is_narrative(statement: ast.stmt, first: bool) -> bool:
+    """``lesson.say(...)``, or ``lesson.heading(...)`` that does not open its cell (one that
+    does is shown by the Markdown cell above it, and opens the code that follows)."""
+    call = statement.value if isinstance(statement, ast.Expr) else None
+    return (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+            and isinstance(call.func.value, ast.Name) and call.func.value.id == "lesson"
+            and (call.func.attr == "say" or (call.func.attr == "heading" and not first)))
+
+
+def _holds_say(statement: ast.stmt) -> bool:
+    """A compound statement (``with``, ``if``, ``for``, ``try``) with a ``lesson.say`` inside:
+    its paragraphs cannot be cut out of it, so the whole statement is folded, and its text
+    still shows once, as output (its code, paragraphs and all, behind "show the code")."""
+    # a def's paragraphs are said where it is called, not where it is defined
+    definition = (ast.Expr, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    return not isinstance(statement, definition) and any(
+        isinstance(node, ast.Expr) and _is_narrative(node, first=False)
+        for node in ast.walk(statement))
+
+
+def _fold_narrative(notebook) -> None:
+    """Split each executed code cell where its narrative starts and ends, so that a
+    paragraph shows once: as text (the say's output, with its numbers), its code folded.
+
+    A cell ``code A; lesson.say(...); code B`` becomes three cells: A with its outputs, the
+    say (tagged TEXT_TAG: the page folds its code) with its paragraph, B with its outputs.
+    Outputs go by the line that each paragraph carries (course.TEXT_METADATA): what a cell
+    printed before a paragraph belongs to the code before it. A say inside a ``with`` or
+    an ``if`` folds that whole statement (:func:`_holds_say`).
+    """
+    import nbformat
+
+    from .course import TEXT_METADATA
+
+    cells = []
+    for cell in notebook.cells:
+        try:
+            statements = ast.parse(cell.source).body if cell.cell_type == "code" else []
+        except SyntaxError:
+            statements = []
+        narrative = [_is_narrative(statement, index == 0) or _holds_say(statement)
+                     for index, statement in enumerate(statements)]
+        if not any(narrative):
+            cells.append(cell)
+            continue
+        # runs of statements of one kind; a run takes the comments above its first line
+        runs: list[tuple[bool, list[ast.stmt]]] = []
+        for statement, is_text in zip(statements, narrative, strict=True):
+            if runs and runs[-1][0] == is_text:
+                runs[-1][1].append(statement)
+            else:
+                runs.append((is_text, [statement]))
+        lines = cell.source.splitlines()
+        run_of_line = {}
+        pieces = []
+        start = 0
+        for index, (is_text, run) in enumerate(runs):
+            end = len(lines) if index == len(runs) - 1 else run[-1].end_lineno
+            for statement in run:
+                first = min([statement.lineno]
+                            + [item.lineno for item in getattr(statement, "decorator_list", [])])
+                for line in range(first, statement.end_lineno + 1):
+                    run_of_line[line] = index
+            pieces.append((is_text, "\n".join(lines[start:end]).strip("\n")))
+            start = end
+        outputs: list[list] = [[] for _ in runs]
+        current = last = 0  # where an output without a line goes; the last run with one
+        for output in cell.outputs:
+            line = output.get("metadata", {}).get("text/markdown", {}).get(TEXT_METADATA)
+            run = run_of_line.get(line)
+            if run is None or run < last:
+                outputs[current].append(output)
+                continue
+            outputs[run].append(output)
+            last = run
+            # what comes after a paragraph was printed by the code after it
+            current = run + 1 if runs[run][0] and run + 1 < len(runs) else run
+        for index, ((is_text, source), shown) in enumerate(zip(pieces, outputs, strict=True)):
+            part = nbformat.v4.new_code_cell(source, execution_count=cell.execution_count,
+                                             outputs=shown,
+                                             metadata={"tags": [TEXT_TAG]} if is_text else {})
+            part.id = f"{cell.id}-{index}" if len(runs) > 1 else cell.id
+            cells.append(part)
+    notebook.cells = cells
+
+
 def _exercise_names(notebook) -> list[str]:
     found = re.search(r"course\.start\(__doc__,\s*exercises=\[([^\]]*)\]",
                       "\n".join(cell.source for cell in notebook.cells))
@@ -180,7 +274,8 @@ def _exercise_names(notebook) -> list[str]:
 
 # nbconvert's "lab" page without its scripts from the network (require.js, MathJax,
 # mermaid: the lessons need none of them), so that a page opens offline, and with lines of
-# a readable length.
+# a readable length. A cell of narrative (TEXT_TAG) shows its code folded: its text is its
+# output.
 PAGE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
 {%- block html_head_js -%}{%- endblock html_head_js -%}
 {%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
@@ -191,8 +286,26 @@ PAGE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
  alt="{{ (output | get_metadata('alt', 'image/png')) or 'figure' | escape_html }}">
 </div>
 {%- endblock data_png -%}
+{%- block input_group -%}
+{%- if "minifcn-text" in cell.metadata.get("tags", []) -%}
+<details class="minifcn-text-code"><summary>show the code</summary>
+{{ super() }}
+</details>
+{%- else -%}
+{{ super() }}
+{%- endif -%}
+{%- endblock input_group -%}
 {%- block extra_css -%}
-<style>main { max-width: 1180px; margin: 0 auto; }</style>
+<style>
+main { max-width: 1180px; margin: 0 auto; }
+details.minifcn-text-code > summary {
+  cursor: pointer; width: max-content; font-size: 0.8em;
+  color: var(--jp-ui-font-color2, #616161);
+  margin-left: calc(var(--jp-cell-prompt-width, 64px) + var(--jp-cell-padding, 5px));
+}
+.jp-InputArea a.minifcn-api { color: inherit; text-decoration: underline dotted; }
+.jp-RenderedHTMLCommon a.minifcn-api code { color: var(--jp-content-link-color, #1976d2); }
+</style>
 {%- endblock extra_css -%}
 """
 
@@ -239,11 +352,31 @@ def _link_pages(text: str, built: list[Path]) -> str:
     return re.sub(r"\[([^\]]+)\]\((\d\d_\w+\.py)\)", relink, text)
 
 
+def _reference_section(api: reference.Reference) -> str:
+    """The index's list of the API reference's pages, with each module's summary."""
+    rows = "".join(f"\n- [`{name}`]({url}): {api.summaries[name]}"
+                   for name, url in api.pages.items())
+    return (f"\n\n## The API reference\n\nEvery public name of minifcn with its signature, "
+            f"docstring and source, one page per module (the lessons link the names they "
+            f"use to it):\n{rows}\n")
+
+
+def _after_lessons(index: str, section: str) -> str:
+    """``section`` inserted after the index's "## The lessons" part (else at its end)."""
+    lessons = re.search(r"^## The lessons\b.*$", index, re.MULTILINE)
+    following = re.search(r"^## ", index[lessons.end():], re.MULTILINE) if lessons else None
+    if not following:
+        return index + section
+    at = lessons.end() + following.start()
+    return index[:at].rstrip("\n") + section + "\n" + index[at:]
+
+
 def build_site(out: str | os.PathLike = "site", lessons_dir=None, quick: bool = False,
                only: list[str] | None = None, device: str = "cpu", timeout: int = 900,
                log=print) -> list[BuiltLesson]:
-    """Execute the lessons as notebooks and write ``out``/index.html, exercises.html and
-    one NN_name.html per lesson (figures embedded; also saved under out/figures/)."""
+    """Execute the lessons as notebooks and write ``out``/index.html, exercises.html,
+    one NN_name.html per lesson (figures embedded; also saved under out/figures/) and the
+    API reference under out/api/."""
     require_course_tools()
     import nbformat
     from nbclient.exceptions import CellExecutionError
@@ -252,6 +385,12 @@ def build_site(out: str | os.PathLike = "site", lessons_dir=None, quick: bool = 
     folder = lessons[0].parent
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    api = reference.build_reference(out)
+    log(f"  API reference: {len(api.pages)} pages in {out / reference.FOLDER} "
+        f"({time.perf_counter() - started:.1f} s)")
+    for warning in api.warnings:
+        log(f"  API reference: warning: {warning}")
     readme_path = folder / "README.md"
     readme = readme_path.read_text() if readme_path.is_file() else ""
     lessons_part, exercises_part = _split_readme(readme)
@@ -274,6 +413,7 @@ def build_site(out: str | os.PathLike = "site", lessons_dir=None, quick: bool = 
         links.append("[all lessons](index.html)")
         links += [f"[{titles[following]} &rarr;]({following.stem}.html)"] if following else []
         navigation = " &middot; ".join(links)
+        _fold_narrative(notebook)
         _docstring_first(notebook)
         notebook.cells.insert(0, nbformat.v4.new_markdown_cell(
             f"{navigation}\n\n*Run as a notebook in {mode}: `python lessons/{path.name}` "
@@ -289,7 +429,9 @@ def build_site(out: str | os.PathLike = "site", lessons_dir=None, quick: bool = 
                       f"lesson taught{where}:\n\n```bash\n{commands}\n```\n\n{navigation}")
         notebook.cells.append(nbformat.v4.new_markdown_cell(ending))
         page = out / f"{path.stem}.html"
-        page.write_text(_html(notebook, titles[path]))
+        aliases = reference.lesson_aliases(cell.source for cell in notebook.cells
+                                           if cell.cell_type == "code")
+        page.write_text(reference.link_names(_html(notebook, titles[path]), api, aliases))
         built.append(BuiltLesson(path, page, titles[path], seconds))
     names = [lesson.path for lesson in built]
     index = _link_pages(lessons_part, names) if lessons_part else "# The minifcn course\n"
@@ -300,6 +442,7 @@ def build_site(out: str | os.PathLike = "site", lessons_dir=None, quick: bool = 
     # any lesson the README does not list still gets a line on the index
     index += "".join(f"\n- [{lesson.title}]({lesson.page.name})" for lesson in built
                      if f"({lesson.page.name})" not in index)
+    index = _after_lessons(index, _reference_section(api))
     index += f"\n\n*Built in {mode}; {len(built)} lesson page(s).*\n"
     (out / "index.html").write_text(_markdown_page(index, "The minifcn course"))
     if exercises_part:

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from minifcn import cli, course, site
+from minifcn import cli, course, reference, site
 
 LESSONS_DIR = Path(__file__).resolve().parent.parent / "lessons"
 LESSONS = sorted(LESSONS_DIR.glob("[0-9][0-9]_*.py"))
 FIRST = LESSONS[0]
+LAST = LESSONS[-1]
 METRICS = next(iter(LESSONS_DIR.glob("[0-9][0-9]_metrics.py")))
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -146,11 +147,83 @@ def test_a_lesson_runs_as_a_notebook_in_quick_mode(lesson, tmp_path):
     narrative = [output for cell in notebook.cells if cell.cell_type == "code"
                  for output in cell.outputs if "text/markdown" in output.get("data", {})]
     assert narrative, "lesson.say should show its text as Markdown in a notebook"
+    # each paragraph carries the line of its cell's statement that showed it (the site puts
+    # it there); headings that do not open their cell carry one too
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            text = output.get("data", {}).get("text/markdown", "")
+            if text and not text.startswith("# "):
+                line = output["metadata"]["text/markdown"][course.TEXT_METADATA]
+                assert re.match(r"\s*lesson\.(say|heading)\(",
+                                cell.source.splitlines()[line - 1]), (cell.source, line)
     headings = [cell.source.splitlines()[0] for cell in notebook.cells
                 if cell.cell_type == "markdown" and cell.source.startswith("## ")]
     shown_again = [output["data"]["text/markdown"] for output in narrative
                    if output["data"]["text/markdown"].replace("###", "##") in headings]
     assert headings and not shown_again, "a heading opening its cell shows only in Markdown"
+
+
+# --- a paragraph shows once: as text, its code folded -----------------------------------------
+
+
+def _output(text: str | None = None, markdown: str | None = None, line: int | None = None):
+    import nbformat
+
+    if text is not None:
+        return nbformat.v4.new_output("stream", name="stdout", text=text)
+    return nbformat.v4.new_output("display_data", data={"text/markdown": markdown},
+                                  metadata={"text/markdown": {course.TEXT_METADATA: line}})
+
+
+@needs_course_tools
+def test_a_cell_is_split_where_its_paragraphs_start_and_end():
+    import nbformat
+
+    source = ('lesson.heading("1. Sums")\n'
+              "total = 1 + 1\n"
+              'print("before")\n'
+              "# the paragraph\n"
+              'lesson.say(f"""\n'
+              "    One and one make {total}.\n"
+              '""")\n'
+              'lesson.heading("2. Products")\n'
+              'print("after")\n'
+              "with open(__file__) as handle:\n"
+              '    lesson.say("nested")\n')
+    cell = nbformat.v4.new_code_cell(source, execution_count=3, outputs=[
+        _output(text="before\n"), _output(markdown="One and one make 2.", line=5),
+        _output(markdown="### 2. Products", line=8), _output(text="after\n"),
+        _output(markdown="nested", line=11)])
+    notebook = nbformat.v4.new_notebook(cells=[cell, nbformat.v4.new_markdown_cell("# text")])
+    site._fold_narrative(notebook)
+    code, text, rest, nested, markdown = notebook.cells
+    assert code.source == 'lesson.heading("1. Sums")\ntotal = 1 + 1\nprint("before")'
+    assert [output.text for output in code.outputs] == ["before\n"]
+    assert text.source.startswith("# the paragraph\nlesson.say(") and text.source.endswith(
+        'lesson.heading("2. Products")')
+    assert text.metadata["tags"] == [site.TEXT_TAG]
+    assert [output.data["text/markdown"] for output in text.outputs] == [
+        "One and one make 2.", "### 2. Products"]
+    assert rest.source == 'print("after")' and "tags" not in rest.metadata
+    assert [output.text for output in rest.outputs] == ["after\n"]
+    # a say inside a with block cannot be cut out of it: the whole block is folded
+    assert nested.source.startswith("with open") and nested.metadata["tags"] == [site.TEXT_TAG]
+    assert [output.data["text/markdown"] for output in nested.outputs] == ["nested"]
+    assert {code.id, text.id, rest.id, nested.id} == {f"{cell.id}-{k}" for k in range(4)}
+    assert code.execution_count == text.execution_count == nested.execution_count == 3
+    assert markdown.source == "# text"
+
+
+@needs_course_tools
+def test_a_function_that_says_something_keeps_its_code_shown():
+    """A def's paragraphs are said where it is called: its definition stays visible."""
+    import nbformat
+
+    source = 'def report(value):\n    lesson.say(f"got {value}")\n'
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+    site._fold_narrative(notebook)
+    (cell,) = notebook.cells
+    assert cell.source == source and "tags" not in cell.metadata
 
 
 # --- the site ---------------------------------------------------------------------------------
@@ -218,6 +291,10 @@ def test_the_site_has_an_index_and_linked_lesson_pages(built_site):
     index = (built_site / "index.html").read_text()
     assert f'href="{first.stem}.html"' in index and f'href="{last.stem}.html"' in index
     assert 'href="exercises.html"' in index
+    for module in reference.REFERENCE_MODULES:
+        page = f"api/{module.replace('.', '/')}.html"
+        assert f'href="{page}"' in index, f"the index should link the reference of {module}"
+        assert (built_site / page).is_file(), page
     assert not re.search(r'href="\d\d_\w+\.py"', index), "no link to a page not built"
     page = (built_site / f"{first.stem}.html").read_text()
     assert f'href="{last.stem}.html"' in page, "the first lesson links to the next one built"
@@ -227,6 +304,42 @@ def test_the_site_has_an_index_and_linked_lesson_pages(built_site):
         "a page should load nothing from the network")
     assert re.search(rf'<img alt="{first.stem}: figure [^"]+" src="data:image/png;base64,', page)
     assert sorted((built_site / "figures" / first.stem).glob("*.png")), "figures as files too"
+
+
+def test_a_lesson_links_the_names_it_uses_to_the_reference(built_site):
+    page = (built_site / f"{FIRST.stem}.html").read_text()
+    links = re.findall(r'<a class="minifcn-api" href="(api/[^"#]+)#([^"]+)">(.*?)</a>', page,
+                       re.DOTALL)
+    texts = {re.sub(r"<[^>]+>", "", inner) for _, _, inner in links}
+    assert "nn.Conv2d" in texts and "minifcn.to_numpy" in texts, sorted(texts)
+    for url, anchor, _ in links:
+        target = built_site / url
+        assert target.is_file() and f'id="{anchor}"' in target.read_text(), (url, anchor)
+
+
+def _folded_paragraph(page: str) -> str:
+    """The start (100 characters) of the first paragraph whose code is folded."""
+    folded = page.index('<details class="minifcn-text-code">')
+    output = page.index('data-mime-type="text/markdown"', folded)
+    paragraph = re.search(r"<p>(.*?)</p>", page[output:], re.DOTALL).group(1)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", paragraph)).split())[:100]
+
+
+def test_a_paragraph_shows_once_and_its_code_is_folded(built_site):
+    page = (built_site / f"{FIRST.stem}.html").read_text()
+    folded = re.findall(r'<details class="minifcn-text-code">(.*?)</details>', page, re.DOTALL)
+    assert folded, "the paragraphs' code should be folded"
+    assert all('<span class="n">lesson</span><span class="o">.</span><span class="n">say'
+               '</span>' in code or "heading" in code for code in folded)
+    for lesson in (FIRST, LAST):  # the last lesson says things inside an if block, too
+        shown = re.sub(r'<details class="minifcn-text-code">.*?</details>', "",
+                       (built_site / f"{lesson.stem}.html").read_text(), flags=re.DOTALL)
+        assert '<span class="n">say</span>' not in shown, f"{lesson.name}: a lesson.say in sight"
+    outside = re.sub(r'<details class="minifcn-text-code">.*?</details>', "", page,
+                     flags=re.DOTALL)
+    start = _folded_paragraph(page)
+    text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", outside)).split())
+    assert len(start) == 100 and text.count(start) == 1, start
 
 
 def _open_in_chromium(page: Path, tmp_path: Path) -> dict:
@@ -275,6 +388,22 @@ def test_a_browser_shows_a_lesson_with_its_figures_and_checks(built_site, tmp_pa
     assert shown["images"] == len(figures) > 0, (shown["images"], figures)
     assert shown["broken"] == [], f"images that did not load: {shown['broken']}"
     assert f"{lesson.stem}: every check passed" in shown["text"]
+    # a paragraph reads once; its code is behind "show the code"
+    page = (built_site / f"{lesson.stem}.html").read_text()
+    assert " ".join(shown["text"].split()).count(_folded_paragraph(page)) == 1
+    assert "show the code" in shown["text"] and "lesson.say" not in shown["text"]
+
+
+@needs_chromium
+def test_a_browser_shows_a_reference_page(built_site, tmp_path):
+    from minifcn import nn
+
+    shown = _open_in_chromium(built_site / "api" / "minifcn" / "nn.html", tmp_path)
+    assert shown["title"] == "minifcn.nn: minifcn API reference"
+    assert shown["broken"] == []
+    first_sentence = " ".join(nn.Conv2d.__doc__.split(".")[0].split()).replace("``", "")
+    assert "class Conv2d" in shown["text"] and first_sentence in shown["text"], first_sentence
+    assert "The minifcn course" in shown["text"]
 
 
 def _title(lesson: Path) -> str:

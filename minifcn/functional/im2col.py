@@ -181,6 +181,13 @@ def conv_output_size(size: Pair, kernel_size: Pair, stride: Pair, padding: Pair,
 
     ``DH*(KH - 1) + 1`` is the extent of the dilated kernel; a ``ValueError`` when it is larger
     than the padded input (no window fits).
+
+    Example: a 3x3 kernel with stride 2 and padding 1 halves a 32 x 48 input:
+
+        >>> from minifcn.functional import conv_output_size
+        >>> conv_output_size((32, 48), kernel_size=(3, 3), stride=(2, 2), padding=(1, 1),
+        ...                  dilation=(1, 1))
+        (16, 24)
     """
     span = tuple(d * (k - 1) + 1 for k, d in zip(kernel_size, dilation, strict=True))
     padded = tuple(n + 2 * p for n, p in zip(size, padding, strict=True))

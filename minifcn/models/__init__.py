@@ -22,10 +22,11 @@ __all__ = ["CLASSIFIERS", "FCN", "MODELS", "UPSAMPLE_MODES", "Classifier",
            "ConvolutionalClassifier", "Encoder", "SegNet", "UNet", "build_model", "classifier",
            "convolutionalize", "fcn8s", "fcn16s", "fcn32s", "segnet", "summary", "unet"]
 
-# Segmenters: images (N, 3, H, W) -> per-pixel scores (N, C, H, W).
 MODELS = {"fcn8s": fcn8s, "fcn16s": fcn16s, "fcn32s": fcn32s, "segnet": segnet, "unet": unet}
-# Image classifiers: images (N, 3, S, S) -> scores (N, C).
+"""The segmenters by name, for ``build_model``: images (N, 3, H, W) -> per-pixel scores
+(N, C, H, W)."""
 CLASSIFIERS = {"classifier": classifier}
+"""The image classifiers by name, for ``build_model``: images (N, 3, S, S) -> scores (N, C)."""
 
 
 def build_model(name: str, num_classes: int = 4, **options):

@@ -259,4 +259,5 @@ def transfer_to_fcn(model: Classifier, fcn, keep_scores: bool = False):
 
 
 def classifier(num_classes: int = 3, **options) -> Classifier:
+    """``Classifier(num_classes, **options)``."""
     return Classifier(num_classes, **options)

@@ -18,6 +18,9 @@ __all__ = ["UPSAMPLE_MODES", "Encoder", "EncoderFeatures", "accumulate", "check_
            "conv_bn_relu", "double_conv", "make_upsampler", "transposed_padding"]
 
 UPSAMPLE_MODES = ("transposed", "bilinear", "resize-conv")
+"""How a decoder up-samples (its ``upsample`` option, see ``make_upsampler``): a learned
+transposed convolution, fixed bilinear interpolation, or a bilinear resize then a learned
+3x3 convolution (no checkerboard)."""
 DEFAULT_WIDTHS = (16, 32, 64, 64, 128)
 
 
@@ -88,6 +91,7 @@ class Encoder(nn.Module):
 
     @property
     def stride(self) -> int:
+        """The output stride: each stage halves H and W, so 2 ** (number of stages), 32."""
         return 2 ** len(self.widths)
 
     @property
@@ -103,6 +107,8 @@ class Encoder(nn.Module):
         self.stage1[0].needs_input_grad = bool(value)
 
     def stages(self):
+        """``[(stage1, pool1), ..., (stage5, pool5)]``: each stage's convolutions and the
+        max-pooling after them."""
         return [(getattr(self, f"stage{k}"), getattr(self, f"pool{k}"))
                 for k in range(1, len(self.widths) + 1)]
 

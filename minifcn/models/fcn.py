@@ -159,6 +159,8 @@ class FCN(nn.Module):
 
     @property
     def final_upsampler(self) -> nn.Module:
+        """The last up-sampling layer, to the input's size: ``upscore32`` (FCN-32s),
+        ``upscore16`` (FCN-16s) or ``upscore8`` (FCN-8s)."""
         return getattr(self, f"upscore{VARIANTS[self.variant]}")
 
     def forward(self, x):
@@ -197,12 +199,15 @@ class FCN(nn.Module):
 
 
 def fcn32s(num_classes: int = 4, **options) -> FCN:
+    """``FCN(num_classes, variant="32s", **options)``: one x32 up-sampling, no skip."""
     return FCN(num_classes, variant="32s", **options)
 
 
 def fcn16s(num_classes: int = 4, **options) -> FCN:
+    """``FCN(num_classes, variant="16s", **options)``: a skip from pool4, then x16."""
     return FCN(num_classes, variant="16s", **options)
 
 
 def fcn8s(num_classes: int = 4, **options) -> FCN:
+    """``FCN(num_classes, variant="8s", **options)``: skips from pool4 and pool3, then x8."""
     return FCN(num_classes, variant="8s", **options)

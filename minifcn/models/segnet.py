@@ -76,4 +76,5 @@ class SegNet(nn.Module):
 
 
 def segnet(num_classes: int = 4, **options) -> SegNet:
+    """``SegNet(num_classes, **options)``."""
     return SegNet(num_classes, **options)

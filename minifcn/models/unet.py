@@ -72,4 +72,5 @@ class UNet(nn.Module):
 
 
 def unet(num_classes: int = 4, **options) -> UNet:
+    """``UNet(num_classes, **options)``."""
     return UNet(num_classes, **options)

@@ -102,9 +102,10 @@ class _ConvNd(WeightedLayer):
 
 @accepts_unbatched
 class Conv2d(_ConvNd):
-    """2-D convolution (cross-correlation), as ``torch.nn.Conv2d``.
+    """2-D convolution (cross-correlation), as ``torch.nn.Conv2d``, whose argument order it
+    keeps.
 
-    Args (PyTorch's order):
+    Args:
         in_channels (C), out_channels (F), kernel_size: int or (KH, KW).
         stride, dilation: int or pair, >= 1.
         padding: int or pair of padding on each side, or ``"valid"`` (none) or ``"same"``
@@ -125,6 +126,22 @@ class Conv2d(_ConvNd):
     Shapes: x (N, C, H, W) -> y (N, F, OH, OW), or unbatched (C, H, W) -> (F, OH, OW); OH =
     floor((H + 2*PH - DH*(KH - 1) - 1) / SH) + 1. Parameters: weight (F, C/G, KH, KW), bias
     (F,), both ~ U(-1/sqrt(C/G*KH*KW), 1/sqrt(C/G*KH*KW)).
+
+    Example: 3 channels to 16 with a 3x3 kernel; padding 1 keeps 32 x 32. The backward
+    returns dx, shaped as x, and adds into ``weight.grad`` and ``bias.grad``:
+
+        >>> import numpy as np
+        >>> from minifcn import nn
+        >>> conv = nn.Conv2d(3, 16, kernel_size=3, padding=1)
+        >>> conv.weight.shape, conv.bias.shape
+        ((16, 3, 3, 3), (16,))
+        >>> x = np.zeros((2, 3, 32, 32), dtype=np.float32)
+        >>> y = conv(x)
+        >>> y.shape
+        (2, 16, 32, 32)
+        >>> dx = conv.backward(np.ones_like(y))
+        >>> dx.shape, conv.weight.grad.shape
+        ((2, 3, 32, 32), (16, 3, 3, 3))
     """
 
     _backward_fn = staticmethod(F.conv2d_backward)
@@ -195,10 +212,11 @@ class Conv2d(_ConvNd):
 @accepts_unbatched
 class ConvTranspose2d(_ConvNd):
     """2-D transposed convolution, as ``torch.nn.ConvTranspose2d``: the input gradient of a
-    ``Conv2d`` used as a layer, the learnable up-sampling of FCN.
+    ``Conv2d`` used as a layer, the learnable up-sampling of FCN. The arguments come in
+    PyTorch's order: ``in_channels, out_channels, kernel_size, stride, padding,
+    output_padding, groups, bias, dilation, padding_mode, device, dtype``.
 
-    Args (PyTorch's order ``in_channels, out_channels, kernel_size, stride, padding,
-    output_padding, groups, bias, dilation, padding_mode, device, dtype``):
+    Args:
         in_channels (C_in), out_channels (C_out), kernel_size: int or (KH, KW).
         stride, dilation: int or pair, >= 1.
         padding: int or pair: rows/columns cropped from each side of the output.

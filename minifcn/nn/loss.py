@@ -32,9 +32,9 @@ class CrossEntropyLoss(Module):
     The target may also hold class probabilities, as in PyTorch: a float array of the
     logits' shape (one distribution over the C classes per pixel), e.g. soft labels. Then
     ``"mean"`` divides by the number of pixels, not by the weights, and ``ignore_index``
-    cannot be set (both as PyTorch 2.13).
+    cannot be set (both as PyTorch 2.13). The arguments come in PyTorch's order.
 
-    Args (PyTorch's order):
+    Args:
         weight: optional per-class weights (C,) (an array or a sequence of numbers), kept as
             the buffer ``weight`` on ``device``, in its own dtype when it is a float32 or
             float64 array (as PyTorch keeps a tensor's), else in ``dtype``. The logits

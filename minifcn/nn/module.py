@@ -57,13 +57,16 @@ class Parameter:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """The shape of ``data`` (and of ``grad``), as a tuple."""
         return tuple(self.data.shape)
 
     @property
     def dtype(self):
+        """The dtype of ``data``."""
         return self.data.dtype
 
     def zero_grad(self) -> None:
+        """Set ``grad`` to zeros, in place (backward adds into it)."""
         self.grad[...] = 0.0
 
     def __repr__(self) -> str:
@@ -176,27 +179,36 @@ class Module:
         self._buffers[name] = True  # the value lives on the attribute; this keeps order
 
     def add_module(self, name: str, module: Module) -> None:
+        """Register ``module`` as the child ``name`` (the same as ``self.name = module``;
+        for names that are not identifiers, such as Sequential's "0", "1", ...)."""
         setattr(self, name, module)
 
     # --- traversal ----------------------------------------------------------------------
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        """``(dotted name, module)`` for this module (name ``prefix``, "" by default) and
+        every module below it, depth first in registration order."""
         yield prefix, self
         for name, child in self._modules.items():
             yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
 
     def modules(self) -> Iterator[Module]:
+        """This module and every module below it (``named_modules`` without the names)."""
         for _, module in self.named_modules():
             yield module
 
     def children(self) -> Iterator[Module]:
+        """The direct children only, in registration order."""
         yield from self._modules.values()
 
     def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
+        """``(dotted name, Parameter)`` for every parameter below this module, with the
+        keys of ``state_dict`` ("0.weight", "encoder.stage1.conv.bias")."""
         for prefix, module in self.named_modules():
             for name, param in module._parameters.items():
                 yield (f"{prefix}.{name}" if prefix else name), param
 
     def parameters(self) -> Iterator[Parameter]:
+        """Every Parameter below this module (what an optimizer is given)."""
         for _, param in self.named_parameters():
             yield param
 
@@ -208,24 +220,34 @@ class Module:
                 yield name, array
 
     def named_buffers(self) -> Iterator[tuple[str, object]]:
+        """``(dotted name, array)`` for every buffer below this module (running statistics,
+        counters); a buffer set to None is left out, as in PyTorch."""
         for prefix, module in self.named_modules():
             for name, array in module._local_buffers():
                 yield (f"{prefix}.{name}" if prefix else name), array
 
     def num_parameters(self, trainable_only: bool = False) -> int:
+        """The number of parameter entries below this module; with ``trainable_only``,
+        those of parameters with ``requires_grad`` only."""
         return sum(int(p.data.size) for p in self.parameters()
                    if p.requires_grad or not trainable_only)
 
     # --- modes and gradients ------------------------------------------------------------
     def train(self, mode: bool = True) -> Module:
+        """Set ``training`` to ``mode`` on this module and every module below it (dropout
+        drops, batch norm uses the batch's statistics); returns ``self``."""
         for module in self.modules():
             object.__setattr__(module, "training", bool(mode))
         return self
 
     def eval(self) -> Module:
+        """``train(False)``: dropout passes its input through, batch norm uses its running
+        statistics; returns ``self``."""
         return self.train(False)
 
     def zero_grad(self) -> None:
+        """Set every parameter's ``grad`` to zeros (backward adds into it: call this once
+        per step)."""
         for param in self.parameters():
             param.zero_grad()
 
@@ -320,9 +342,14 @@ class Module:
 
     # --- forward / backward -------------------------------------------------------------
     def forward(self, x):
+        """Compute the output from ``x`` and keep what ``backward`` needs. Subclasses
+        write it; ``module(x)`` calls it."""
         raise NotImplementedError(f"{type(self).__name__} does not implement forward")
 
     def backward(self, dy):
+        """Given ``dy``, the gradient of the loss with respect to the last forward's
+        output: add the parameters' gradients into their ``.grad`` and return ``dx``, the
+        gradient with respect to the input. Subclasses write it."""
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
 
     def __call__(self, *args, **kwargs):
@@ -347,6 +374,8 @@ class Module:
 
     # --- printing -----------------------------------------------------------------------
     def extra_repr(self) -> str:
+        """The arguments shown in the module's repr, as in ``Conv2d(3, 16, kernel_size=(3,
+        3), ...)``; "" here."""
         return ""
 
     def __repr__(self) -> str:
@@ -500,11 +529,13 @@ class Sequential(Module):
         return list(self._modules.values())[index]
 
     def forward(self, x):
+        """Each module's forward in turn, each given the last one's output."""
         for module in self:
             x = module(x)
         return x
 
     def backward(self, dy):
+        """Each module's backward in reverse order; returns the first module's ``dx``."""
         for module in reversed(list(self)):
             dy = module.backward(dy)
         return dy
@@ -514,7 +545,9 @@ class Identity(Module):
     """Returns its input; its gradient passes through unchanged."""
 
     def forward(self, x):
+        """Returns ``x`` itself."""
         return x
 
     def backward(self, dy):
+        """Returns ``dy`` itself."""
         return dy

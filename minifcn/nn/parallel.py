@@ -67,9 +67,10 @@ class _Bucket:
 
 
 class DistributedDataParallel(Module):
-    """Wraps ``module`` so that ``backward`` averages its gradients over the ranks.
+    """Wraps ``module`` so that ``backward`` averages its gradients over the ranks. The
+    arguments have PyTorch's names.
 
-    Args (PyTorch's names):
+    Args:
         module: the model, already on its device.
         device_ids: accepted for PyTorch's spelling: None, or one device id. minifcn puts
             nothing anywhere: the model stays where its parameters are.

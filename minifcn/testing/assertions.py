@@ -50,10 +50,15 @@ __all__ = [
 ]
 
 CONV_OUTPUT_FORMULA = "OH = floor((H + 2*PH - DH*(KH - 1) - 1) / SH) + 1 (and the same for OW)"
+"""A convolution's output size in words, to pass as ``assert_output_shape(...,
+formula=CONV_OUTPUT_FORMULA)`` so that a wrong shape's message shows the rule."""
 CONV_TRANSPOSE_OUTPUT_FORMULA = ("OH = (H - 1)*SH - 2*PH + DH*(KH - 1) + output_padding_h + 1 "
                                  "(and the same for OW)")
+"""A transposed convolution's output size in words, for ``assert_output_shape(...,
+formula=...)``."""
 POOL_OUTPUT_FORMULA = ("OH = floor((H + 2*PH - DH*(KH - 1) - 1) / SH) + 1, ceil instead of floor "
                        "with ceil_mode=True (and the same for OW)")
+"""A pooling layer's output size in words, for ``assert_output_shape(..., formula=...)``."""
 
 
 def describe_config(config) -> str:

@@ -71,15 +71,21 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _seed(text: str) -> int:
-    """argparse's type of --seed: a whole number >= 0, as the random generators take."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return value
+def _whole_number(minimum: int):
+    """argparse's type for a whole number >= ``minimum``."""
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got "
+                                             f"{text!r}")
+        return value
+    return convert
+
+
+_seed = _whole_number(0)  # --seed, as the random generators take it
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -310,17 +316,6 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
-    """argparse's type of --memory-mb: a whole number > 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number > 0, got {text!r}")
-    return value
-
-
 def _grade_parser(actions) -> None:
     text = ("for teachers: grade a learner's folder, each exercise in a child process with "
             "time and memory limits; points, a table, JSON, Gradescope and JUnit reports")
@@ -353,7 +348,7 @@ def _grade_parser(actions) -> None:
     sub.add_argument("--timeout", type=_positive_seconds, default=60.0, metavar="SECONDS",
                      help="time per exercise; then its processes are killed and it scores 0 "
                           "(default: 60)")
-    sub.add_argument("--memory-mb", type=_positive_int, default=2048, metavar="MIB",
+    sub.add_argument("--memory-mb", type=_whole_number(1), default=2048, metavar="MIB",
                      help="address space per exercise, RLIMIT_AS on Linux; not limited "
                           "elsewhere (default: 2048)")
     sub.add_argument("--write-setup", choices=("gradescope", "github"), default=None,

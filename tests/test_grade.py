@@ -1,7 +1,7 @@
 """``minifcn exercises grade``: points, limits, reports, and the ready-made autograder set-ups.
 
 Every exercise runs in a child process; these tests grade small folders of learner files
-(minifcn's own functions for a correct file, as test_exercises.py builds them, and the
+(the independent correct solutions for a correct file, as test_exercises.py copies them, and the
 catalogued mistakes of tests/exercise_mistakes/ for wrong ones) and read the reports.
 """
 
@@ -20,7 +20,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-from test_exercises import write_reference_folder
+from test_exercises import write_correct_folder
 
 from minifcn import exercises
 from minifcn.cli import main
@@ -103,7 +103,7 @@ def check_gradescope(results: dict) -> None:
 
 def test_a_right_conv2d_a_wrong_max_pool2d_and_an_endless_relu_in_one_grading(tmp_path, capsys):
     folder = tmp_path / "submission"
-    write_reference_folder(folder, ["conv2d"])
+    write_correct_folder(folder, ["conv2d"])
     shutil.copy(MISTAKES / "max_pool2d" / "assigns.py", folder / "max_pool2d.py")
     (folder / "relu.py").write_text(ENDLESS_RELU)
     out = tmp_path / "out"
@@ -172,9 +172,29 @@ def test_a_right_conv2d_a_wrong_max_pool2d_and_an_endless_relu_in_one_grading(tm
     assert {test["status"] for test in classroom["tests"]} == {"pass", "fail"}
 
 
+def test_minifcns_own_code_handed_back_scores_nothing(tmp_path, capsys):
+    """A submission whose conv2d is minifcn's, re-exported: 0 points, and the report says
+    which of minifcn's functions ran; the same folder's own relu is graded as ever."""
+    folder = tmp_path / "submission"
+    write_correct_folder(folder, ["relu"])
+    (folder / "conv2d.py").write_text("from minifcn.functional import conv2d_forward, "
+                                      "conv2d_backward  # noqa: F401\n")
+    out = tmp_path / "grades.json"
+    status, _, err = run_cli(capsys, "exercises", "grade", str(folder), "--only",
+                             "relu,conv2d", "--json", str(out))
+    assert status == 0, err
+    graded = by_name(json.loads(out.read_text()))
+    assert graded["relu"]["score"] == graded["relu"]["max_score"] == 4
+    conv2d = graded["conv2d"]
+    assert conv2d["status"] == "failed" and conv2d["score"] == 0
+    assert {c["status"] for c in conv2d["checks"]} <= {"fail", "skip"}
+    assert "conv2d_forward ran minifcn's own conv2d_forward (minifcn/functional/conv.py" in \
+        conv2d["checks"][0]["detail"]
+
+
 def test_two_gradings_give_the_same_json_but_for_timings(tmp_path):
     folder = tmp_path / "submission"
-    write_reference_folder(folder, ["conv2d"])
+    write_correct_folder(folder, ["conv2d"])
     shutil.copy(MISTAKES / "max_pool2d" / "last_max.py", folder / "max_pool2d.py")
     (folder / "relu.py").write_text("import ctypes\n\n\ndef relu_forward(x):\n"
                                     "    ctypes.string_at(0)\n\n\n"
@@ -214,7 +234,7 @@ def test_crashes_exits_and_memory_cost_their_exercise_only(tmp_path):
     (folder / "avg_pool2d.py").write_text("def avg_pool2d_forward(x, *args, **kw):\n"
                                           "    return x, None\n")
     (folder / "bilinear_kernel.py").write_text("def bilinear_kernel(k):\n    return k +\n")
-    write_reference_folder(folder, ["skip"])  # after every mishap: graded as ever
+    write_correct_folder(folder, ["skip"])  # after every mishap: graded as ever
     result = grading.grade(str(folder), timeout=30, only=["conv2d_naive", "im2col", "dropout",
                                                           "avg_pool2d", "bilinear_kernel",
                                                           "skip"])
@@ -299,7 +319,7 @@ def test_a_points_file_sets_totals_and_checks(tmp_path):
     assert table["conv2d"]["forward"] == Fraction(1, 2)
     assert table["max_pool2d"] == {"forward": 4, "backward": 1, "ties": Fraction(1, 2),
                                    "numerical": 1, "gpu": 1}
-    assert table["capstone"] == {"step": 0}
+    assert table["capstone"] == {"step": 0, "complete": 0}
     assert table["im2col"] == grading.read_points(None)["im2col"]
 
     toml = tmp_path / "points.toml"
@@ -373,7 +393,7 @@ def test_a_folder_that_is_not_there_or_a_report_path_that_is_a_folder(tmp_path, 
 
 @pytest.mark.skipif(not LINUX, reason="RLIMIT_AS is enforced on Linux only")
 def test_a_child_that_cannot_start_is_a_setup_error_not_a_crashed_learner(tmp_path, capsys):
-    write_reference_folder(tmp_path, ["relu"])
+    write_correct_folder(tmp_path, ["relu"])
     status, out, err = run_cli(capsys, "exercises", "grade", str(tmp_path), "--memory-mb", "1",
                                "--json", str(tmp_path / "grades.json"))
     line = one_line_error(status, err, 1)
@@ -417,7 +437,7 @@ def test_run_autograder_grades_a_fake_gradescope_tree(tmp_path, capsys):
     points["exercises"]["relu"] = 10
     (root / "source" / "points.json").write_text(json.dumps(points))
     submission = root / "submission"
-    write_reference_folder(submission, ["relu"])  # the files at the top, as uploaded
+    write_correct_folder(submission, ["relu"])  # the files at the top, as uploaded
     shutil.copy(MISTAKES / "max_pool2d" / "every_tie.py", submission / "max_pool2d.py")
     before = sorted(os.listdir(submission))
     env = dict(os.environ, AUTOGRADER_ROOT=str(root), MINIFCN_PYTHON=sys.executable,
@@ -485,7 +505,7 @@ def test_the_github_classroom_workflow_grades_and_reports_points(tmp_path, capsy
     assert "--junit minifcn-junit.xml" in grade_run
 
     # Its grading step, run here as the runner would, with `minifcn` on the PATH.
-    write_reference_folder(repo / "my_minifcn", ["relu"])
+    write_correct_folder(repo / "my_minifcn", ["relu"])
     exercises.start("conv2d", str(repo / "my_minifcn"))  # the skeleton, not filled in
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

@@ -13,13 +13,17 @@ Property checks draw their configurations with hypothesis (:func:`for_all`); whe
 fails, hypothesis shrinks it and the report shows the smallest failing configuration.
 
 The checks never run minifcn's own code in place of the learner's: every function a check
-needs comes from the learner's file, and a missing one is a failure.
+needs comes from the learner's file, and a missing one is a failure. Nor may the learner's
+file hand minifcn's code back: while a function from a learner's file runs, no code of
+minifcn's may run but :mod:`minifcn.backend` and the CuPy stand-in (:class:`OwnCodeOnly`),
+so a file that imports or wraps ``minifcn.functional.conv2d_forward`` fails every check.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib.util
 import os
 import sys
@@ -40,6 +44,7 @@ __all__ = [
     "ExerciseReport",
     "Learner",
     "NotImplementedYet",
+    "OwnCodeOnly",
     "compare",
     "for_all",
     "load_learner_file",
@@ -114,7 +119,75 @@ def load_learner_file(path: str, functions: tuple[str, ...]) -> dict[str, Callab
         raise CheckFailed(f"{path} defines no function {', '.join(missing)}",
                           symptom="the checks call these names; keep the names and "
                                   "arguments of the skeleton (minifcn exercises start)")
-    return {f: getattr(module, f) for f in functions}
+    return {f: OwnCodeOnly(getattr(module, f), f) for f in functions}
+
+
+# --- the learner's code, not minifcn's ------------------------------------------------------
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # .../minifcn
+# What a learner's file may call of minifcn's: the array backend the skeletons import
+# (get_array_module, np, Generator) and the CuPy stand-in that the GPU checks hand it.
+_ALLOWED = tuple(os.path.join(_PACKAGE, *parts) for parts in (
+    ("backend.py",), ("testing", "strict_cupy.py")))
+
+
+class _MinifcnCodeRan(BaseException):
+    """Raised into a learner's call where it entered minifcn's code. A BaseException, so
+    that a learner's ``except Exception`` does not hide it; :class:`OwnCodeOnly` turns it
+    into the check's failure."""
+
+
+class OwnCodeOnly:
+    """A function from a learner's file, called so that minifcn's own code cannot stand in.
+
+    While it runs, a trace function (``sys.settrace``; called once per Python frame, so
+    the cost is one Python call per function call, not per line) looks at every function
+    entered: one defined in the minifcn package, other than :mod:`minifcn.backend` and the
+    CuPy stand-in, ends the call with a :class:`CheckFailed` naming it. It is what keeps a
+    file that does ``from minifcn.functional import conv2d_forward``, or calls it from a
+    function of its own, from passing the checks on minifcn's work.
+
+    The trace is this thread's only one while the call runs and the previous one (a
+    debugger's, coverage's) is restored afterwards; ``breakpoint()`` inside the learner's
+    code still works, and from there on the call is not watched. This keeps honest people
+    honest; it is not a sandbox.
+    """
+
+    def __init__(self, function: Callable, name: str):
+        self.function, self.name = function, name
+        functools.update_wrapper(self, function)
+        self._entered: list[tuple[str, str, int]] = []
+
+    def _trace(self, frame, event, arg):
+        path = frame.f_code.co_filename
+        if path.startswith(_PACKAGE + os.sep) and not path.startswith(_ALLOWED):
+            code = frame.f_code
+            self._entered.append((getattr(code, "co_qualname", code.co_name), path,
+                                  frame.f_lineno))
+            raise _MinifcnCodeRan
+        return None  # no per-line tracing inside the frame
+
+    def __call__(self, *args, **kwargs):
+        if sys.gettrace() == self._trace:  # called from itself (recursion): already watched
+            return self.function(*args, **kwargs)
+        previous, self._entered = sys.gettrace(), []
+        sys.settrace(self._trace)
+        try:
+            result = self.function(*args, **kwargs)
+        except _MinifcnCodeRan:
+            result = None
+        finally:
+            sys.settrace(previous)
+        if self._entered:  # even where the learner's code caught the exception
+            qualname, path, line = self._entered[0]
+            module = os.path.relpath(path, os.path.dirname(_PACKAGE))
+            raise CheckFailed(
+                f"{self.name} ran minifcn's own {qualname} ({module} line {line})",
+                symptom="the checks judge your code, not minifcn's, so this one is "
+                        "yours to write. Of minifcn, your file may use only "
+                        "minifcn.backend (get_array_module, np, Generator); your own "
+                        "exercise files you may import freely")
+        return result
 
 
 def _learner_line(error: BaseException, folder: str | None = None) -> str:

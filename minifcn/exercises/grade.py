@@ -15,8 +15,10 @@ seconds (default 60; then its whole process group is killed; on Windows, the chi
 ``--memory-mb`` MiB of address space (default 2048; ``RLIMIT_AS`` on Linux; where that is
 missing, on macOS and Windows, memory is not limited and the reports say so). An endless
 loop, a crash, ``sys.exit`` or ``os._exit``, a segfault or a huge allocation gives that
-exercise 0 points with the reason, and grading goes on with the next one. These are
-resource limits, not a sandbox against a hostile submission: the code runs as your user.
+exercise 0 points with the reason, and grading goes on with the next one. A file that hands
+back minifcn's own implementation fails every check that calls it (``OwnCodeOnly`` in
+framework.py). These are resource limits and a watch, not a sandbox against a hostile
+submission: the code runs as your user.
 
 Points. By default every check is worth 1 point, except checks that only measure (conv2d's
 ``speed``: 0), and an exercise is worth the sum of its checks. A points file (JSON, or TOML

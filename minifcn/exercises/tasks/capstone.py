@@ -1,4 +1,9 @@
-"""The capstone: one training step of FCN-8s with your layers equals one with minifcn's."""
+"""The capstone: one training step of FCN-8s with your layers equals one with minifcn's,
+and then with nothing but yours.
+
+Two checks, so that the way there shows: the step is compared with whichever layers the
+folder has (minifcn's stand in for the rest, as ``minifcn train --layers`` uses them), and
+the capstone is complete when no layer of minifcn's is left in it."""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from ...data import Shapes
 from ...models import build_model
 from ...nn.module import trace_calls
 from ...optim import Adam
-from ..capstone import load_layers, use_layers
+from ..capstone import LearnerLayers, load_layers, use_layers
 from ..framework import (
     Check,
     CheckFailed,
@@ -56,11 +61,12 @@ class _Tape:
 
 def _one_step(folder: str | None):
     """Build FCN-8s (float64, seed 0), run one Adam step on two toy images; return the
-    model, the loss, the tape and, with ``folder``, the table of which layer is whose."""
+    model, the tape and, with ``folder``, the table of which layer is whose and the
+    :class:`LearnerLayers` it came from."""
     backend.manual_seed(SEED)
     model = build_model("fcn8s", 4, dtype="float64", device="cpu")
     criterion = nn.CrossEntropyLoss(ignore_index=Shapes.ignore_index, dtype="float64")
-    rows = None
+    rows = layers = None
     if folder is not None:
         layers = load_layers(folder)
         rows = use_layers(model, layers)
@@ -76,7 +82,7 @@ def _one_step(folder: str | None):
     model.backward(criterion.backward())
     tape.records.append(("loss", "the loss", _copy(loss)))
     Adam(model.parameters(), lr=LR).step()
-    return model, tape, rows
+    return model, tape, rows, layers
 
 
 def _whose(rows, name: str) -> str:
@@ -86,11 +92,12 @@ def _whose(rows, name: str) -> str:
     return "minifcn's"
 
 
-def check_step(folder: str) -> tuple[str, list]:
+def check_step(folder: str) -> tuple[list, LearnerLayers]:
     """Compare the two steps record by record: the first record that differs names the
-    layer (its forward output, or its backward result when its incoming gradient was right)."""
-    reference, ref_tape, _ = _one_step(None)
-    yours, your_tape, rows = _one_step(folder)
+    layer (its forward output, or its backward result when its incoming gradient was right).
+    Returns the table of which layer is whose and the folder's :class:`LearnerLayers`."""
+    reference, ref_tape, _, _ = _one_step(None)
+    yours, your_tape, rows, layers = _one_step(folder)
     if not any(source.startswith("yours") for _, _, source in rows):
         raise CheckFailed("none of your layers is in the model yet: every layer is still "
                           "minifcn's, so there is nothing to compare",
@@ -121,25 +128,45 @@ def check_step(folder: str) -> tuple[str, list]:
                     "every layer output and gradient matched, so look at how the gradient "
                     "reaches the parameter: is it ADDED into .grad (+=), and is dweight / "
                     "dbias returned for this parameter?"),))
-    return rows
+    return rows, layers
+
+
+def check_all_yours(layers: LearnerLayers) -> str:
+    """Raise :class:`CheckFailed` naming every layer exercise minifcn still stands in for."""
+    left = {name: source for name, source in layers.sources.items()
+            if not source.startswith("yours")}
+    if left:
+        why = {name: source.removeprefix("minifcn's (").removesuffix(")")
+               for name, source in left.items()}
+        raise CheckFailed(f"{len(left)} of {len(layers.sources)} layer exercises are still "
+                          f"minifcn's in this step:\n"
+                          + "\n".join(f"  {name}: {reason}" for name, reason in why.items()),
+                          symptom="the step above matched with the layers you have; finish "
+                                  "and check these exercises, and FCN-8s runs on yours alone")
+    return f"all {len(layers.sources)} layer exercises are yours, the loss included"
 
 
 def _run(exercise: Exercise, folder: str) -> ExerciseReport:
     report = ExerciseReport(exercise, folder)
-    check = exercise.checks[0]
+    check, complete = exercise.checks
     try:
-        rows = check_step(folder)
+        rows, layers = check_step(folder)
     except ValueError as error:  # not a folder
         report.load_failure = CheckFailed(str(error))
         return report
     except NotImplementedYet as stub:
         report.not_implemented = stub
-        report.results.append(CheckResult(check, "todo"))
+        report.results += [CheckResult(check, "todo"), CheckResult(complete, "todo")]
         return report
     except CheckFailed as failure:
-        report.results.append(CheckResult(check, "fail", failure=failure))
+        report.results += [CheckResult(check, "fail", failure=failure),
+                           CheckResult(complete, "skip")]
         return report
     report.results.append(CheckResult(check, "pass", note=layer_table(rows)))
+    try:
+        report.results.append(CheckResult(complete, "pass", note=check_all_yours(layers)))
+    except CheckFailed as failure:
+        report.results.append(CheckResult(complete, "fail", failure=failure))
     return report
 
 
@@ -162,6 +189,8 @@ EXERCISE = Exercise(
     reference=dict,
     checks=[Check("step", "one training step of FCN-8s (float64) with your layers equals "
                           "one with minifcn's: every layer's output and gradient, the loss "
-                          "and every parameter after Adam", lambda learner: None)],
+                          "and every parameter after Adam", lambda learner: None),
+            Check("complete", "every layer of that step is yours: none of minifcn's is left",
+                  lambda learner: None, requires=("step",))],
     runner=_run,
 )

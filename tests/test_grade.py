@@ -457,6 +457,66 @@ def test_run_autograder_grades_a_fake_gradescope_tree(tmp_path, capsys):
     assert sorted(os.listdir(submission)) == before
 
 
+def _pip_reaches_an_index(tmp_path) -> bool:
+    """Whether pip here can fetch a package (an index or local wheels), as setup.sh needs."""
+    import numpy
+    done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q",
+                           "-d", str(tmp_path / "probe"), f"numpy=={numpy.__version__}"],
+                          capture_output=True, text=True, timeout=300)
+    return done.returncode == 0
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="the scripts are bash")
+def test_setup_sh_then_run_autograder_as_gradescope_runs_them(tmp_path, capsys):
+    """The whole Gradescope life, in a fake /autograder tree: the teacher's zip (the scripts,
+    points.json and a minifcn wheel built from this checkout), setup.sh building its
+    virtual environment, then run_autograder grading an upload with that environment's
+    Python alone. It needs pip to reach packages (an index, or this machine's wheels)."""
+    project = Path(grading.__file__).resolve().parents[2]
+    if not (project / "pyproject.toml").is_file():
+        pytest.skip("minifcn is not installed from a checkout here: no wheel to build")
+    if not _pip_reaches_an_index(tmp_path):
+        pytest.skip("pip reaches no package index here, and setup.sh installs from one")
+    root = tmp_path / "autograder"
+    source = root / "source"
+    assert run_cli(capsys, "exercises", "grade", "--write-setup", "gradescope",
+                   str(source))[0] == 0
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("PYTHONPATH", "MINIFCN_PYTHON", "VIRTUAL_ENV")}
+    env["AUTOGRADER_ROOT"] = str(root)
+
+    def setup():
+        return subprocess.run(["bash", str(source / "setup.sh")], env=env,
+                              capture_output=True, text=True, timeout=900)
+
+    forgot = setup()  # the teacher forgot the wheel
+    assert forgot.returncode == 1, forgot.stdout + forgot.stderr
+    assert forgot.stderr.strip().endswith(
+        f"setup.sh: no minifcn-*.whl in {source}; put one in the autograder zip")
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
+                    str(source), str(project)], check=True, capture_output=True, timeout=600)
+    done = setup()
+    assert done.returncode == 0, done.stdout + done.stderr
+    setup_out = done.stdout
+    assert "relu" in setup_out  # it ends by listing the exercises with the new install
+    venv_python = root / "venv" / "bin" / "python"
+    where = subprocess.run([str(venv_python), "-c", "import minifcn; print(minifcn.__file__)"],
+                           env=env, cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert where.stdout.startswith(str(root / "venv")), where.stdout  # the wheel, not here
+
+    write_correct_folder(root / "submission" / "my_minifcn", ["relu"])  # uploaded as a folder
+    env["MINIFCN_TIMEOUT"] = "60"
+    done = subprocess.run(["bash", str(source / "run_autograder")], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = json.loads((root / "results" / "results.json").read_text())
+    check_gradescope(results)
+    tests = {test["name"].split(":")[0]: test for test in results["tests"]}
+    assert (tests["relu"]["score"], tests["relu"]["max_score"]) == (4, 4)
+    assert tests["conv2d"]["score"] == 0 and "Not submitted" in tests["conv2d"]["output"]
+
+
 def _grade_step_by_text(text: str) -> str:
     """Without PyYAML: the `run: |` block of the step whose id is minifcn."""
     lines = text.splitlines()

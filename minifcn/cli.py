@@ -317,16 +317,18 @@ def _positive_seconds(text: str) -> float:
 
 
 def _grade_parser(actions) -> None:
-    text = ("for teachers: grade a learner's folder, each exercise in a child process with "
-            "time and memory limits; points, a table, JSON, Gradescope and JUnit reports")
+    text = ("for teachers: grade a learner's folder (or a class's folders), each exercise in "
+            "a child process with time and memory limits; points, a table, JSON, Gradescope, "
+            "JUnit and CSV gradebook reports")
     sub = actions.add_parser(
         "grade", help=text,
         description=text + ". Exit status 0 when grading ran (whatever the scores), 2 for a "
                     "usage error, 1 when grading cannot run here. The points file and the "
                     "JSON schema: python -m pydoc minifcn.exercises.grade")
-    sub.add_argument("dir", metavar="DIR",
-                     help="the learner's folder of exercise files (with --write-setup: the "
-                          "folder to write the set-up into)")
+    sub.add_argument("dir", metavar="DIR", nargs="+",
+                     help="the learner's folder of exercise files, or several (a class: "
+                          "submissions/*/); with --write-setup: the folder to write the "
+                          "set-up into")
     sub.add_argument("--only", metavar="NAMES",
                      help="grade only these exercises, comma-separated: relu,conv2d "
                           "(default: every exercise)")
@@ -345,6 +347,9 @@ def _grade_parser(actions) -> None:
     sub.add_argument("--classroom", metavar="FILE",
                      help="write the result GitHub Classroom's autograding reporter reads, "
                           "base64 JSON with partial points (default: none)")
+    sub.add_argument("--csv", metavar="FILE", dest="csv_path",
+                     help="write a gradebook, a row per DIR: its score, one column per "
+                          "exercise, and the problems (default: none)")
     sub.add_argument("--timeout", type=_positive_seconds, default=60.0, metavar="SECONDS",
                      help="time per exercise; then its processes are killed and it scores 0 "
                           "(default: 60)")
@@ -681,13 +686,18 @@ def _grade(args) -> int:
     from .exercises import grade as grading
 
     prog = "minifcn exercises grade"
+    folders = args.dir
     try:
         if args.write_setup is not None:
-            written = grading.write_setup(args.write_setup, args.dir)
+            if len(folders) > 1:
+                raise grading.UsageError(f"--write-setup {args.write_setup}: expected one "
+                                         f"folder to write into, got {len(folders)}")
+            (target,) = folders
+            written = grading.write_setup(args.write_setup, target)
             print(f"Wrote {', '.join(written)}.")
             if args.write_setup == "gradescope":
                 print(f"Add a minifcn wheel (in your minifcn checkout: pip wheel --no-deps -w "
-                      f"{args.dir} .), then zip the files, not the folder: cd {args.dir} && "
+                      f"{target} .), then zip the files, not the folder: cd {target} && "
                       f"zip ../autograder.zip *")
             else:
                 print("Put it in the assignment's template repository; edit its 'Install "
@@ -696,18 +706,32 @@ def _grade(args) -> int:
         reports = dict(json_path=args.json_path, gradescope=args.gradescope,
                        junit=args.junit, classroom=args.classroom)
         grading.check_outputs(json=args.json_path, gradescope=args.gradescope,
-                              junit=args.junit, classroom=args.classroom)
+                              junit=args.junit, classroom=args.classroom, csv=args.csv_path)
+        one_each = [f"--{option.removesuffix('_path')}" for option, path in reports.items()
+                    if path is not None]
+        if len(folders) > 1 and one_each:
+            raise grading.UsageError(f"{one_each[0]} writes one folder's report; with "
+                                     f"{len(folders)} folders, --csv FILE writes the "
+                                     f"gradebook (or grade each folder on its own)")
+        grading.check_folders(folders)  # all of them, before hours of grading
 
         def started(plan) -> None:
             print("\n".join(grading.summary_header(plan)), flush=True)
 
-        result = grading.grade(args.dir, only=args.only, points=args.points,
-                               timeout=args.timeout, memory_mb=args.memory_mb,
-                               on_start=started,
-                               progress=lambda graded: print(grading.summary_row(graded),
-                                                             flush=True))
-        print("\n" + grading.summary_lines(result)[-1])
-        written = grading.write_reports(result, **reports)
+        results = []
+        for number, folder in enumerate(folders):
+            if number:
+                print()
+            results.append(grading.grade(
+                folder, only=args.only, points=args.points, timeout=args.timeout,
+                memory_mb=args.memory_mb, on_start=started,
+                progress=lambda graded: print(grading.summary_row(graded), flush=True)))
+            print("\n" + grading.summary_lines(results[-1])[-1], flush=True)
+        if len(results) > 1:
+            print("\n" + "\n".join(grading.gradebook_lines(results)))
+        written = grading.write_reports(results[0], **reports) if len(results) == 1 else []
+        if args.csv_path:
+            written.append(grading.write_gradebook(results, args.csv_path))
     except grading.UsageError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2

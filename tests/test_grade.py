@@ -354,6 +354,68 @@ def test_a_bad_points_file_is_one_line_naming_what_is_wrong(tmp_path, capsys, co
     assert expected in line
 
 
+# --- a class at once: a gradebook ----------------------------------------------------------
+
+def test_a_class_of_folders_gives_a_gradebook_that_agrees_with_each_grading(tmp_path, capsys):
+    """Four learners (one right, one with a catalogued mistake, one who handed in nothing,
+    and a second 'alice' from another section): a CSV row per folder, whose scores are the
+    ones each folder gets when it is graded on its own."""
+    class_ = tmp_path / "submissions"
+    write_correct_folder(class_ / "alice", ["relu"])
+    (class_ / "bob").mkdir(parents=True)
+    shutil.copy(MISTAKES / "relu" / "in_place.py", class_ / "bob" / "relu.py")
+    (class_ / "carol").mkdir()
+    write_correct_folder(tmp_path / "section2" / "alice", ["relu"])
+    folders = [str(class_ / name) for name in ("alice", "bob", "carol")]
+    folders.append(str(tmp_path / "section2" / "alice"))
+    book = tmp_path / "gradebook.csv"
+    status, out, err = run_cli(capsys, "exercises", "grade", *folders, "--only", "relu,im2col",
+                               "--csv", str(book))
+    assert status == 0, err
+    assert out.count("Grading ") == 4 and "Gradebook: 4 folders" in out
+
+    import csv
+    with open(book, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["submission", "score", "max_score", "relu", "im2col", "problems"]
+    assert [row["submission"] for row in rows] == [
+        os.path.normpath(folders[0]), "bob", "carol", os.path.normpath(folders[3])]
+    for folder, row in zip(folders, rows, strict=True):
+        alone = grading.grade(folder, only="relu,im2col")
+        scores = {e.name: e.score for e in alone.exercises}
+        assert Fraction(row["score"]) == alone.score and Fraction(row["relu"]) == \
+            scores["relu"] and Fraction(row["im2col"]) == scores["im2col"]
+        assert Fraction(row["max_score"]) == alone.max_score
+        assert row["problems"] == "; ".join(f"{e.name}: {e.status}" for e in alone.exercises
+                                            if e.status != "passed")
+    assert rows[0]["problems"] == "im2col: not submitted"
+    assert rows[1]["problems"].startswith("relu: failed")
+    assert Fraction(rows[0]["relu"]) == sum(grading.read_points(None)["relu"].values())
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    (["--json", "grades.json"], "--json writes one folder's report; with 2 folders, --csv "
+                                "FILE writes the gradebook"),
+    (["--junit", "junit.xml"], "--junit writes one folder's report"),
+    (["--write-setup", "github"], "--write-setup github: expected one folder to write into, "
+                                  "got 2"),
+])
+def test_several_folders_refuse_what_takes_one(tmp_path, capsys, extra, expected):
+    status, out, err = run_cli(capsys, "exercises", "grade", str(tmp_path), str(tmp_path),
+                               *[str(tmp_path / a) if a.endswith((".json", ".xml")) else a
+                                 for a in extra])
+    assert expected in one_line_error(status, err, 2)
+    assert "Grading" not in out and os.listdir(tmp_path) == []
+
+
+def test_a_missing_folder_among_several_stops_before_any_grading(tmp_path, capsys):
+    write_correct_folder(tmp_path / "alice", ["relu"])
+    status, out, err = run_cli(capsys, "exercises", "grade", str(tmp_path / "alice"),
+                               str(tmp_path / "bobb"), "--csv", str(tmp_path / "book.csv"))
+    assert "'" + str(tmp_path / "bobb") + "' (no such folder)" in one_line_error(status, err, 2)
+    assert "Grading" not in out and not (tmp_path / "book.csv").exists()
+
+
 # --- usage and set-up errors ---------------------------------------------------------------
 
 def test_help_is_plain_and_every_option_states_its_default(capsys):
@@ -363,7 +425,8 @@ def test_help_is_plain_and_every_option_states_its_default(capsys):
     assert status == 0 and "`" not in out
     entries = help_entries(out)
     assert set(entries) == {"-h", "--only", "--points", "--json", "--gradescope", "--junit",
-                            "--classroom", "--timeout", "--memory-mb", "--write-setup"}
+                            "--classroom", "--csv", "--timeout", "--memory-mb",
+                            "--write-setup"}
     for option, text in entries.items():
         assert option == "-h" or "(default: " in text, f"{option}: {text!r}"
     assert f"(default: {grading.DEFAULT_TIMEOUT:g})" in entries["--timeout"]

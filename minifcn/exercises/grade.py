@@ -3,6 +3,7 @@
     minifcn exercises grade submission/                       # a table of points on stdout
     minifcn exercises grade submission/ --only relu,conv2d --points points.json \\
         --json grades.json --gradescope results.json --junit junit.xml --timeout 60
+    minifcn exercises grade submissions/*/ --csv gradebook.csv   # a class: a row per folder
     minifcn exercises grade --write-setup gradescope autograder/   # Gradescope's two scripts
     minifcn exercises grade --write-setup github template-repo/    # a GitHub Classroom workflow
 
@@ -78,6 +79,13 @@ check that did not pass. ``--classroom FILE`` writes what GitHub Classroom's aut
 reporter reads (base64 of its JSON: ``version``, ``status``, ``max_score``, ``tests`` with
 ``score``), for a workflow's ``$GITHUB_OUTPUT``.
 
+A class at once: give several folders (one per learner, ``submissions/*/``) and
+``--csv FILE`` writes a gradebook, a row per folder: ``submission`` (the folder's name; its
+path where two names are alike), ``score``, ``max_score``, one column per exercise with its
+score, and ``problems`` ("relu: time limit; conv2d: not submitted": every exercise that did
+not pass, and why). The per-submission reports (``--json``, ``--gradescope``, ``--junit``,
+``--classroom``) take one folder.
+
 Exit status of the command: 0 when grading ran, whatever the scores; 2 for a usage error
 (an unknown exercise, a bad points file, DIR not a folder); 1 when grading cannot run here
 (hypothesis missing, the child process cannot start, a report cannot be written).
@@ -86,6 +94,8 @@ Exit status of the command: 0 when grading ran, whatever the scores; 2 for a usa
 from __future__ import annotations
 
 import base64
+import csv
+import io
 import json
 import math
 import os
@@ -108,8 +118,9 @@ from . import learner_path
 from .framework import Exercise
 
 __all__ = ["DEFAULT_MEMORY_MB", "DEFAULT_TIMEOUT", "CheckGrade", "ExerciseGrade", "Grading",
-           "SetupError", "UsageError", "classroom_result", "default_points", "grade",
-           "gradescope_results", "junit_xml", "read_points", "summary_lines", "to_json",
+           "SetupError", "UsageError", "check_folders", "classroom_result", "default_points",
+           "grade", "gradebook_csv", "gradebook_lines", "gradescope_results", "junit_xml",
+           "read_points", "submission_names", "summary_lines", "to_json", "write_gradebook",
            "write_reports", "write_setup"]
 
 DEFAULT_TIMEOUT = 60.0
@@ -565,6 +576,15 @@ def _after_incident(exercise: Exercise, graded: list[ExerciseGrade],
     return None
 
 
+def check_folders(folders: list[str]) -> None:
+    """Refuse, before grading any, a DIR that is not a folder."""
+    for folder in folders:
+        if not os.path.isdir(folder):
+            what = "a file" if os.path.exists(folder) else "no such folder"
+            raise UsageError(f"DIR: expected the folder of a learner's exercise files, got "
+                             f"{folder!r} ({what})")
+
+
 def _select(only) -> list[Exercise]:
     catalogue = registry()
     if only is None:
@@ -604,10 +624,7 @@ def grade(folder: str, *, only=None, points=None, timeout: float = DEFAULT_TIMEO
         SetupError: the child process cannot run the checks on this machine.
     """
     _check_limits(timeout, memory_mb)
-    if not os.path.isdir(folder):
-        what = "a file" if os.path.exists(folder) else "no such folder"
-        raise UsageError(f"DIR: expected the folder of a learner's exercise files, got "
-                         f"{folder!r} ({what})")
+    check_folders([folder])
     selected = _select(only)
     table = read_points(points)
     start = time.perf_counter()
@@ -803,6 +820,50 @@ def write_reports(grading: Grading, *, json_path: str | None = None,
         _write_atomically(classroom, encoded + "\n")
         written.append(classroom)
     return written
+
+
+def submission_names(folders: list[str]) -> list[str]:
+    """What the gradebook calls each folder: its own name, or its path where two names are
+    alike (``a/alice`` and ``b/alice``)."""
+    names = [os.path.basename(os.path.normpath(folder)) for folder in folders]
+    return [name if names.count(name) == 1 else os.path.normpath(folder)
+            for name, folder in zip(names, folders, strict=True)]
+
+
+def gradebook_csv(gradings: list[Grading]) -> str:
+    """The gradebook of a class: a row per graded folder (the columns are in the module
+    docstring), the exercises in course order, scores as numbers."""
+    exercise_names = list(dict.fromkeys(e.name for g in gradings for e in g.exercises))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["submission", "score", "max_score", *exercise_names, "problems"])
+    names = submission_names([g.folder for g in gradings])
+    for name, g in zip(names, gradings, strict=True):
+        scores = {e.name: _number(e.score) for e in g.exercises}
+        problems = "; ".join(f"{e.name}: {e.status}" for e in g.exercises
+                             if e.status != "passed")
+        writer.writerow([name, _number(g.score), _number(g.max_score),
+                         *(scores.get(n, "") for n in exercise_names), problems])
+    return out.getvalue()
+
+
+def gradebook_lines(gradings: list[Grading]) -> list[str]:
+    """The class at a glance, after every folder's table: a row per folder."""
+    names = submission_names([g.folder for g in gradings])
+    width = max(len("submission"), *(len(name) for name in names)) + 2
+    lines = [f"Gradebook: {len(gradings)} folders", "",
+             f"  {'submission':<{width}}{'points':>11}  passed"]
+    for name, g in zip(names, gradings, strict=True):
+        points = f"{_shown_number(g.score)} / {_shown_number(g.max_score)}"
+        passed = sum(e.status == "passed" for e in g.exercises)
+        lines.append(f"  {name:<{width}}{points:>11}  {passed} of {len(g.exercises)}")
+    return lines
+
+
+def write_gradebook(gradings: list[Grading], path: str) -> str:
+    """Write :func:`gradebook_csv` atomically; return the path."""
+    _write_atomically(path, gradebook_csv(gradings))
+    return path
 
 
 # --- ready-made set-ups --------------------------------------------------------------------

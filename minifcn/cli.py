@@ -350,6 +350,9 @@ def _grade_parser(actions) -> None:
     sub.add_argument("--csv", metavar="FILE", dest="csv_path",
                      help="write a gradebook, a row per DIR: its score, one column per "
                           "exercise, and the problems (default: none)")
+    sub.add_argument("--jobs", type=_whole_number(1), default=1, metavar="N",
+                     help="grade N folders at a time, at most one per core: the time limit "
+                          "is wall-clock time (default: 1)")
     sub.add_argument("--timeout", type=_positive_seconds, default=60.0, metavar="SECONDS",
                      help="time per exercise; then its processes are killed and it scores 0 "
                           "(default: 60)")
@@ -713,20 +716,26 @@ def _grade(args) -> int:
             raise grading.UsageError(f"{one_each[0]} writes one folder's report; with "
                                      f"{len(folders)} folders, --csv FILE writes the "
                                      f"gradebook (or grade each folder on its own)")
-        grading.check_folders(folders)  # all of them, before hours of grading
+        shown = []  # folders whose table is printed
 
-        def started(plan) -> None:
-            print("\n".join(grading.summary_header(plan)), flush=True)
+        def started(plan) -> None:  # one job: the rows stream as the exercises end
+            print(("\n" if shown else "") + "\n".join(grading.summary_header(plan)),
+                  flush=True)
+            shown.append(plan.folder)
 
-        results = []
-        for number, folder in enumerate(folders):
-            if number:
-                print()
-            results.append(grading.grade(
-                folder, only=args.only, points=args.points, timeout=args.timeout,
-                memory_mb=args.memory_mb, on_start=started,
-                progress=lambda graded: print(grading.summary_row(graded), flush=True)))
-            print("\n" + grading.summary_lines(results[-1])[-1], flush=True)
+        def finished(result) -> None:
+            lines = grading.summary_lines(result)
+            if result.folder not in shown:  # several jobs: the whole table at once
+                print(("\n" if shown else "") + "\n".join(lines[:-2]))
+                shown.append(result.folder)
+            print("\n" + lines[-1], flush=True)
+
+        options = dict(only=args.only, points=args.points, timeout=args.timeout,
+                       memory_mb=args.memory_mb)
+        if args.jobs == 1:
+            options.update(on_start=started, progress=lambda graded: print(
+                grading.summary_row(graded), flush=True))
+        results = grading.grade_many(folders, jobs=args.jobs, done=finished, **options)
         if len(results) > 1:
             print("\n" + "\n".join(grading.gradebook_lines(results)))
         written = grading.write_reports(results[0], **reports) if len(results) == 1 else []

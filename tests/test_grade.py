@@ -11,6 +11,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -370,9 +371,12 @@ def test_a_class_of_folders_gives_a_gradebook_that_agrees_with_each_grading(tmp_
     folders.append(str(tmp_path / "section2" / "alice"))
     book = tmp_path / "gradebook.csv"
     status, out, err = run_cli(capsys, "exercises", "grade", *folders, "--only", "relu,im2col",
-                               "--csv", str(book))
+                               "--csv", str(book), "--jobs", "2")
     assert status == 0, err
     assert out.count("Grading ") == 4 and "Gradebook: 4 folders" in out
+    # One job at a time streams each row as it comes; the page printed is the same.
+    assert run_cli(capsys, "exercises", "grade", *folders, "--only", "relu,im2col") == \
+        (0, out.replace(f"Wrote {book}.\n", ""), "")
 
     import csv
     with open(book, newline="") as handle:
@@ -391,6 +395,35 @@ def test_a_class_of_folders_gives_a_gradebook_that_agrees_with_each_grading(tmp_
     assert rows[0]["problems"] == "im2col: not submitted"
     assert rows[1]["problems"].startswith("relu: failed")
     assert Fraction(rows[0]["relu"]) == sum(grading.read_points(None)["relu"].values())
+
+
+@pytest.mark.skipif(not LINUX, reason="interrupting the main thread is tested on Linux")
+def test_interrupting_a_class_kills_every_running_child(tmp_path):
+    """Ctrl-C reaches only the main thread; the children, in sessions of their own, would
+    run on to their time limit unless grade_many kills them."""
+    import threading
+
+    folders = []
+    for name in ("alice", "bob"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "relu.py").write_text(ENDLESS_RELU)
+        folders.append(str(tmp_path / name))
+    started = time.perf_counter()
+
+    def interrupt_once_both_run():
+        while time.perf_counter() - started < 30:
+            with grading._LIVE_LOCK:  # both relus running (not the memory-limit probes)
+                if sum("--probe" not in child.args for child in grading._LIVE) == 2:
+                    break
+            time.sleep(0.05)
+        # What Ctrl-C does: SIGINT to the main thread, which waits for the first folder.
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+    threading.Thread(target=interrupt_once_both_run, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        grading.grade_many(folders, jobs=2, only="relu", timeout=60)
+    assert time.perf_counter() - started < 30  # not the 60 s time limit
+    assert not grading._LIVE
 
 
 @pytest.mark.parametrize(("extra", "expected"), [
@@ -425,7 +458,7 @@ def test_help_is_plain_and_every_option_states_its_default(capsys):
     assert status == 0 and "`" not in out
     entries = help_entries(out)
     assert set(entries) == {"-h", "--only", "--points", "--json", "--gradescope", "--junit",
-                            "--classroom", "--csv", "--timeout", "--memory-mb",
+                            "--classroom", "--csv", "--jobs", "--timeout", "--memory-mb",
                             "--write-setup"}
     for option, text in entries.items():
         assert option == "-h" or "(default: " in text, f"{option}: {text!r}"

@@ -84,7 +84,9 @@ A class at once: give several folders (one per learner, ``submissions/*/``) and
 path where two names are alike), ``score``, ``max_score``, one column per exercise with its
 score, and ``problems`` ("relu: time limit; conv2d: not submitted": every exercise that did
 not pass, and why). The per-submission reports (``--json``, ``--gradescope``, ``--junit``,
-``--classroom``) take one folder.
+``--classroom``) take one folder. ``--jobs N`` grades N folders at a time (one thread each,
+waiting on its own child processes); keep N at most the number of cores, since the time
+limit is wall-clock time.
 
 Exit status of the command: 0 when grading ran, whatever the scores; 2 for a usage error
 (an unknown exercise, a bad points file, DIR not a folder); 1 when grading cannot run here
@@ -108,6 +110,7 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from importlib import resources
@@ -119,9 +122,9 @@ from .framework import Exercise
 
 __all__ = ["DEFAULT_MEMORY_MB", "DEFAULT_TIMEOUT", "CheckGrade", "ExerciseGrade", "Grading",
            "SetupError", "UsageError", "check_folders", "classroom_result", "default_points",
-           "grade", "gradebook_csv", "gradebook_lines", "gradescope_results", "junit_xml",
-           "read_points", "submission_names", "summary_lines", "to_json", "write_gradebook",
-           "write_reports", "write_setup"]
+           "grade", "grade_many", "gradebook_csv", "gradebook_lines", "gradescope_results",
+           "junit_xml", "read_points", "submission_names", "summary_lines", "to_json",
+           "write_gradebook", "write_reports", "write_setup"]
 
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MEMORY_MB = 2048
@@ -342,6 +345,12 @@ class _Run:
     seconds: float
 
 
+# The children running now, in any thread: grade_many kills them all when it is interrupted
+# (Ctrl-C reaches only the main thread, and the children have sessions of their own).
+_LIVE: set[subprocess.Popen] = set()
+_LIVE_LOCK = threading.Lock()
+
+
 def _run_child(arguments: list[str], timeout: float, workdir: str) -> _Run:
     """``python -m minifcn.exercises.grade_child ARGUMENTS`` in ``workdir``, in a process
     group of its own (killed whole when the time is up, and after it ends: whatever the
@@ -362,6 +371,8 @@ def _run_child(arguments: list[str], timeout: float, workdir: str) -> _Run:
                                    stderr=subprocess.STDOUT, **group)
     except OSError as error:
         raise SetupError(f"cannot start {sys.executable}: {error.strerror or error}") from None
+    with _LIVE_LOCK:
+        _LIVE.add(process)
     tail = _Tail(process.stdout)
     tail.start()
     timed_out = False
@@ -372,6 +383,8 @@ def _run_child(arguments: list[str], timeout: float, workdir: str) -> _Run:
     finally:
         _kill_group(process)
         process.wait()
+        with _LIVE_LOCK:
+            _LIVE.discard(process)
         tail.join(timeout=5.0)
         if not tail.is_alive():
             process.stdout.close()
@@ -646,6 +659,46 @@ def grade(folder: str, *, only=None, points=None, timeout: float = DEFAULT_TIMEO
             progress(graded)
     grading.seconds = time.perf_counter() - start
     return grading
+
+
+def grade_many(folders: list[str], *, jobs: int = 1,
+               done: Callable[[Grading], None] | None = None, **options) -> list[Grading]:
+    """Grade several learners' folders (a class), ``jobs`` folders at a time; return their
+    gradings in the order of ``folders``.
+
+    Every folder and the options are checked before any grading starts. Each job is a
+    thread that waits on its own child processes, so ``jobs`` up to the number of cores
+    costs nothing in the results; beyond it the exercises share cores, and the time limit
+    (wall-clock time) comes sooner for the same code. ``done(grading)`` is called for each
+    folder, in the order of ``folders``, once it and every folder before it are graded.
+    ``options`` are :func:`grade`'s (``only``, ``points``, ``timeout``, ``memory_mb``,
+    ``on_start``, ``progress``; the last two are for ``jobs=1``, where rows can stream).
+    When grading stops early (Ctrl-C, a set-up error), every running child is killed.
+    """
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise UsageError(f"--jobs: expected a whole number >= 1, got {jobs!r}")
+    check_folders(folders)
+    _check_limits(options.get("timeout", DEFAULT_TIMEOUT),
+                  options.get("memory_mb", DEFAULT_MEMORY_MB))
+    _select(options.get("only"))
+    read_points(options.get("points"))
+    results: list[Grading] = []
+    with ThreadPoolExecutor(max_workers=min(jobs, len(folders)) or 1) as pool:
+        futures = [pool.submit(grade, folder, **options) for folder in folders]
+        try:
+            for future in futures:
+                results.append(future.result())
+                if done is not None:
+                    done(results[-1])
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            with _LIVE_LOCK:
+                running = list(_LIVE)
+            for process in running:
+                _kill_group(process)
+            raise
+    return results
 
 
 # --- reports ---------------------------------------------------------------------------------

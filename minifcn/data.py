@@ -746,7 +746,7 @@ class SegmentationFolder:
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         image_path, mask_path = self.image_paths[index], self.mask_paths[index]
-        image = _open_image(image_path, self._where, "image").convert("RGB")
+        image = _unit_image(_open_image(image_path, self._where, "image"))
         mask = self._read_mask(mask_path)
         if image.size != mask.size:
             raise ValueError(f"{self._where}: image {image_path} is {image.width}x"
@@ -761,7 +761,7 @@ class SegmentationFolder:
         if bad.size:
             raise ValueError(f"{self._where}: mask {mask_path} has values {bad.tolist()} "
                              f"outside [0, {self.num_classes}) (255 marks void)")
-        return _rgb_array(image), labels
+        return _unit_array(image), labels
 
     def __repr__(self) -> str:
         return (f"SegmentationFolder({str(self.root)!r}, split={self.split!r}, n={len(self)}, "
@@ -796,7 +796,9 @@ def _text_lines(path: Path, what: str) -> list[str]:
     """The lines of the text file ``path``, e.g. a split file (``what``); a file that is not
     UTF-8 text is a ``ValueError`` naming it."""
     try:
-        return path.read_text(encoding="utf-8").splitlines()
+        # utf-8-sig: Windows editors start a UTF-8 file with a byte-order mark, which would
+        # otherwise become part of the first id
+        return path.read_text(encoding="utf-8-sig").splitlines()
     except UnicodeDecodeError as error:
         raise ValueError(f"{what} {path} is not UTF-8 text ({error.reason} at byte "
                          f"{error.start}); expected plain text, one entry a line") from None
@@ -834,17 +836,30 @@ def load_image(path) -> np.ndarray:
         image = ImageOps.exif_transpose(image)
     except (OSError, SyntaxError, ValueError) as error:  # a corrupt EXIF block
         raise ValueError(f"load_image: cannot read the orientation of {path}: {error}") from None
+    return _unit_array(_unit_image(image))
+
+
+def _unit_image(image):
+    """A Pillow image of any mode as one whose pixels map to [0, 1] plainly: "RGB" (8 bits a
+    channel), or "F" grey already in [0, 1] for grey of more than 8 bits, which converting
+    to RGB would clip at 255 (16-bit grey would turn white). Either can be resized."""
     if image.mode in _WIDE_GREY or image.mode in ("I", "F"):
         grey = np.asarray(image, dtype=np.float32)
-        if image.mode == "F":
-            grey = np.clip(grey, 0.0, 1.0)
-        else:
+        if image.mode != "F":
             full = _WIDE_GREY.get(image.mode) or (255.0 if grey.max(initial=0) <= 255 else 65535.0)
-            grey = np.clip(grey / full, 0.0, 1.0)
-        return np.ascontiguousarray(np.broadcast_to(grey, (3, *grey.shape)))
+            grey = grey / full
+        return _pil().fromarray(np.clip(grey, 0.0, 1.0))  # float32 (H, W): mode "F"
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")  # Pillow converts a transparent palette through RGBA
-    return _rgb_array(image if image.mode == "RGB" else image.convert("RGB"))
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _unit_array(image) -> np.ndarray:
+    """A :func:`_unit_image` as (3, H, W) float32 in [0, 1] (grey repeated in each channel)."""
+    if image.mode == "F":
+        grey = np.asarray(image, dtype=np.float32)
+        return np.ascontiguousarray(np.broadcast_to(grey, (3, *grey.shape)))
+    return _rgb_array(image)
 
 
 def image_files(paths) -> list[Path]:

@@ -285,6 +285,29 @@ def test_folder_reads_jpg_images_and_grayscale_masks(tmp_path, pil):
         assert np.abs(image - shapes.images[i]).mean() < 0.06  # JPEG is lossy
 
 
+@pytest.mark.parametrize("mode", ["I;16", "L", "P"])  # what a .png can hold
+def test_folder_reads_images_of_every_mode_as_load_image_does(tmp_path, pil, mode):
+    """Regression: the folder converted its images to RGB with Pillow, which clips 16-bit
+    grey at 255: a 16-bit grey image came out white. Its images now equal load_image's,
+    also after a resize to image_size."""
+    grey = np.tile(np.array([0, 64, 128, 255], dtype=np.uint8), (8, 2))  # (8, 8)
+    if mode == "I;16":
+        picture = pil.fromarray(grey.astype(np.uint16) * 257)  # 16 bits: 0 .. 65535
+    else:
+        picture = pil.fromarray(grey).convert(mode)
+    assert picture.mode == mode
+    (tmp_path / "JPEGImages").mkdir()
+    (tmp_path / "SegmentationClass").mkdir()
+    path = tmp_path / "JPEGImages" / "a.png"
+    picture.save(path)
+    save_mask_png(tmp_path / "SegmentationClass" / "a.png", np.zeros((8, 8), np.uint8))
+    image, _ = SegmentationFolder(tmp_path)[0]
+    np.testing.assert_array_equal(image, load_image(path))
+    np.testing.assert_allclose(image, np.broadcast_to(grey / 255.0, (3, 8, 8)), atol=0.02)
+    smaller, _ = SegmentationFolder(tmp_path, image_size=4)[0]
+    assert smaller.shape == (3, 4, 4) and 0.3 < smaller.mean() < 0.5  # not white (1.0)
+
+
 def test_folder_splits(tmp_path):
     train_ids = write_voc_folder(tmp_path, Shapes(3, 16, seed=0), split="train")
     val_ids = write_voc_folder(tmp_path, Shapes(2, 16, seed=0, split="val"), split="val")

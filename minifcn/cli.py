@@ -60,14 +60,15 @@ _RESUME_MAY_CHANGE = ("epochs", "out", "device", "data", "sync_batchnorm")
 
 
 def _finite_float(text: str) -> float:
-    """argparse's type of --lr and --weight-decay: a finite number. (float() also reads nan
-    and inf, which would only show epochs later, as a run that diverged.)"""
+    """argparse's type of --lr and --weight-decay: a finite number >= 0. (float() also reads
+    nan and inf, which would only show epochs later, as a run that diverged; a negative one
+    PyTorch's optimizers refuse too, and minifcn's would only after the data is built.)"""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
     return value
 
 

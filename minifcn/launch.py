@@ -77,7 +77,7 @@ def resolve_workers(value: str, batch_size: int | None = None, device: str = "cp
             return 1
         count = available_cores() if device == "cpu" else _gpu_count()
         return count if batch_size is None else max(1, min(count, batch_size))
-    if not value.isdigit() or int(value) < 1:
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:  # "²" is a digit too
         raise ValueError(f"--workers must be a whole number of at least 1 or 'auto', got "
                          f"{value!r}")
     return int(value)

@@ -167,6 +167,8 @@ class TrainConfig:
                                  f"got {getattr(self, name)}")
         if not self.lr > 0:
             raise ValueError(f"--lr must be positive, got {self.lr}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"--weight-decay must be at least 0, got {self.weight_decay}")
         if not 0 <= self.num_classes <= IGNORE_INDEX:
             raise ValueError(f"--num-classes must be between 1 and {IGNORE_INDEX} (label "
                              f"{IGNORE_INDEX} marks void), got {self.num_classes}")
@@ -422,6 +424,11 @@ def train(config: TrainConfig, resume: str | None = None, progress: bool = True,
     train_loader = DataLoader(train_set, config.batch_size, shuffle=True, drop_last=True,
                               seed=config.seed, hflip=config.flip, device=config.device,
                               **shares)
+    if len(train_loader) == 0:  # else: "make_scheduler: total_steps must be >= 1"
+        raise ValueError(f"the training set has {len(train_set)} images, fewer than "
+                         f"--batch-size {config.batch_size}: training uses whole batches "
+                         f"only, so there would be none; lower --batch-size, or give more "
+                         f"images (--train-size, for the toy data)")
     val_loader = DataLoader(val_set, config.batch_size, device=config.device, **shares)
     weight = None
     if config.class_weights:
@@ -448,9 +455,13 @@ def train(config: TrainConfig, resume: str | None = None, progress: bool = True,
     scheduler = make_scheduler(config.schedule, optimizer,
                                total_steps=config.epochs * len(train_loader))
     if state is not None:
-        optimizer.load_state_dict(state.optimizer_state)
+        try:
+            optimizer.load_state_dict(state.optimizer_state)
+            scheduler.load_state_dict(state.extra["scheduler"])
+        except ValueError as error:  # the optimizer's message, which names no file
+            raise ValueError(f"{resume}: its optimizer state does not fit this run: "
+                             f"{error}") from None
         optimizer.to(config.device)
-        scheduler.load_state_dict(state.extra["scheduler"])
     best = max((r[task.score] for r in rows), default=-1.0)
     my_rows = even_slices(config.batch_size, world)[rank]
 

@@ -264,10 +264,14 @@ def test_malformed_command_lines_are_argparse_errors(capsys, argv):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["train", "--lr", "nan"], "argument --lr: expected a finite number, got 'nan'"),
-    (["train", "--lr", "inf"], "argument --lr: expected a finite number, got 'inf'"),
+    (["train", "--lr", "nan"], "argument --lr: expected a finite number >= 0, got 'nan'"),
+    (["train", "--lr", "inf"], "argument --lr: expected a finite number >= 0, got 'inf'"),
     (["train", "--weight-decay", "nan"], "argument --weight-decay: expected a finite number"),
-    (["pretrain", "--lr", "1e999"], "argument --lr: expected a finite number, got '1e999'"),
+    (["pretrain", "--lr", "1e999"], "argument --lr: expected a finite number >= 0, got "
+                                    "'1e999'"),
+    (["train", "--weight-decay", "-0.1"], "argument --weight-decay: expected a finite number "
+                                          ">= 0, got '-0.1'"),
+    (["pretrain", "--lr", "-1"], "argument --lr: expected a finite number >= 0, got '-1'"),
     (["train", "--seed", "-1"], "argument --seed: expected a whole number >= 0, got '-1'"),
     (["pretrain", "--seed", "-3"], "argument --seed: expected a whole number >= 0"),
     (["train", "--lr", "fast"], "argument --lr: invalid float value: 'fast'"),
@@ -276,8 +280,9 @@ def test_malformed_command_lines_are_argparse_errors(capsys, argv):
 def test_non_finite_rates_and_negative_seeds_are_argparse_errors(capsys, tmp_path, argv,
                                                                   message):
     """Regression: --lr inf and --weight-decay nan or inf were taken, trained, and ended
-    epochs later as "the loss became nan ... try --lr inf"; --seed -1 was refused only
-    by NumPy, in words that named no option ("expected non-negative integer")."""
+    epochs later as "the loss became nan ... try --lr inf"; a negative --weight-decay was
+    refused by Adam, after the data was built; --seed -1 was refused only by NumPy, in
+    words that named no option ("expected non-negative integer")."""
     status, out, err = run(capsys, [*argv, "--epochs", "1", "--train-size", "1",
                                     "--val-size", "1", "--batch-size", "1", "--quiet",
                                     "--out", tmp_path / "run"])
@@ -360,7 +365,7 @@ def refused_command_lines(draw, tmp: Path, damaged: Path) -> tuple[list[str], ob
         flag, value = draw(st.sampled_from(
             [("--epochs", "0"), ("--batch-size", "-1"), ("--train-size", "0"),
              ("--val-size", "-2"), ("--image-size", "33"), ("--image-size", "0"),
-             ("--lr", "0"), ("--lr", "-0.1"), ("--resume", None), ("--workers", "zero"),
+             ("--lr", "0"), ("--resume", None), ("--workers", "zero"),
              ("--workers", "0")]
             + [("--num-classes", "256"), ("--data", None), ("--class-names", None)]
             * (words == ("train",))))
@@ -863,6 +868,40 @@ def test_resuming_a_checkpoint_without_optimizer_state_is_one_line(capsys, tmp_p
                          f"no scheduler state; evaluate or predict with it, or start a new run")
     status, out, err = run(capsys, ["evaluate", "--checkpoint", path])
     assert status == 0 and err == "" and "mean IoU" in out  # its weights are all evaluate needs
+
+
+def test_optimizer_state_that_does_not_fit_names_the_checkpoint(capsys, tmp_path, run_files):
+    """Regression: the error was Adam.load_state_dict's alone, naming no file."""
+    def misshapen(entries):
+        entries["optim/state.0.exp_avg"] = np.zeros((1,), np.float32)
+
+    path = changed_run(run_files, tmp_path / "bad.npz", misshapen)
+    line = assert_one_line_error(*run(capsys, ["train", "--resume", path, "--epochs", "2",
+                                               "--quiet"])[::2], "train", path)
+    assert line.endswith(f"{path}: its optimizer state does not fit this run: "
+                         f"Adam.load_state_dict: state.0.exp_avg has shape (1,), parameter 0 "
+                         f"has shape (4, 3, 3, 3)")
+
+
+def test_a_training_set_smaller_than_a_batch_is_one_line(capsys, tmp_path):
+    """Regression: whole batches only, so no step at all, which surfaced as
+    "make_scheduler: total_steps must be >= 1"."""
+    status, _, err = run(capsys, ["train", "--train-size", "3", "--batch-size", "4",
+                                  "--val-size", "1", "--epochs", "1", "--image-size", "32",
+                                  "--quiet", "--out", tmp_path / "run"])
+    line = assert_one_line_error(status, err, "train")
+    assert line.endswith("the training set has 3 images, fewer than --batch-size 4: training "
+                         "uses whole batches only, so there would be none; lower "
+                         "--batch-size, or give more images (--train-size, for the toy data)")
+
+
+def test_a_split_file_with_a_byte_order_mark_reads_its_first_id(tmp_path):
+    """Regression: Windows editors start UTF-8 with a byte-order mark, which became part of
+    the first id: "\ufefftrain_0" has no image."""
+    ids = write_voc_folder(tmp_path, Shapes(2, 16, seed=0), split="train")
+    listing = tmp_path / "ImageSets" / "Segmentation" / "train.txt"
+    listing.write_bytes("\ufeff".encode() + listing.read_bytes())
+    assert SegmentationFolder(tmp_path, split="train").ids == ids
 
 
 @pytest.mark.parametrize("change, message", [

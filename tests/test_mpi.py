@@ -168,8 +168,10 @@ def test_workers_values(value, expected):
     cores = launch.available_cores()
     assert launch.resolve_workers(value) == (expected or cores)
     assert launch.resolve_workers("auto", batch_size=1) == 1
-    with pytest.raises(ValueError, match="--workers must be a whole number"):
-        launch.resolve_workers("two")
+    for word in ("two", "0", "-1", "\u00b2", "\u0663"):  # "²" and Arabic-Indic three are
+        # digits to str.isdigit (the first not even to int): regression, an int() error
+        with pytest.raises(ValueError, match="--workers must be a whole number"):
+            launch.resolve_workers(word)
 
 
 # --- faults --------------------------------------------------------------------------------

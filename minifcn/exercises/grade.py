@@ -636,68 +636,78 @@ def grade(folder: str, *, only=None, points=None, timeout: float = DEFAULT_TIMEO
         UsageError: ``folder`` is not a folder, an unknown exercise, a bad points file.
         SetupError: the child process cannot run the checks on this machine.
     """
-    _check_limits(timeout, memory_mb)
-    check_folders([folder])
-    selected = _select(only)
-    table = read_points(points)
-    start = time.perf_counter()
-    enforced = _probe(memory_mb)
-    grading = Grading(folder, timeout=timeout, memory_mb=memory_mb,
-                      memory_limit_enforced=enforced,
-                      points_file=points if isinstance(points, str) else None)
-    shown = os.path.normpath(folder)
-    if on_start is not None:
-        on_start(grading)
-    for exercise in selected:
-        graded = _after_incident(exercise, grading.exercises, table[exercise.name], shown)
-        if graded is None:
-            graded = grade_exercise(exercise, folder, table[exercise.name], timeout=timeout,
-                                    memory_mb=memory_mb, memory_limit_enforced=enforced,
-                                    shown=shown)
-        grading.exercises.append(graded)
-        if progress is not None:
-            progress(graded)
-    grading.seconds = time.perf_counter() - start
+    (grading,) = grade_many([folder], only=only, points=points, timeout=timeout,
+                            memory_mb=memory_mb, on_start=on_start, progress=progress)
     return grading
 
 
-def grade_many(folders: list[str], *, jobs: int = 1,
-               done: Callable[[Grading], None] | None = None, **options) -> list[Grading]:
+def grade_many(folders: list[str], *, jobs: int = 1, only=None, points=None,
+               timeout: float = DEFAULT_TIMEOUT, memory_mb: int = DEFAULT_MEMORY_MB,
+               on_start: Callable[[Grading], None] | None = None,
+               progress: Callable[[ExerciseGrade], None] | None = None,
+               done: Callable[[Grading], None] | None = None) -> list[Grading]:
     """Grade several learners' folders (a class), ``jobs`` folders at a time; return their
-    gradings in the order of ``folders``.
+    gradings in the order of ``folders``. The arguments are :func:`grade`'s.
 
-    Every folder and the options are checked before any grading starts. Each job is a
-    thread that waits on its own child processes, so ``jobs`` up to the number of cores
-    costs nothing in the results; beyond it the exercises share cores, and the time limit
-    (wall-clock time) comes sooner for the same code. ``done(grading)`` is called for each
-    folder, in the order of ``folders``, once it and every folder before it are graded.
-    ``options`` are :func:`grade`'s (``only``, ``points``, ``timeout``, ``memory_mb``,
-    ``on_start``, ``progress``; the last two are for ``jobs=1``, where rows can stream).
-    When grading stops early (Ctrl-C, a set-up error), every running child is killed.
+    The options and every folder are checked, the points read and the child process
+    probed once, before any grading starts. Each job is a thread that waits on its own
+    child processes, so ``jobs`` up to the number of cores costs nothing in the results;
+    beyond it the exercises share cores, and the time limit (wall-clock time) comes sooner
+    for the same code. ``done(grading)`` is called for each folder, in the order of
+    ``folders``, once it and every folder before it are graded; ``on_start`` and
+    ``progress`` are for ``jobs=1``, where the rows can stream. When grading stops early
+    (Ctrl-C, a set-up error), every running child is killed.
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise UsageError(f"--jobs: expected a whole number >= 1, got {jobs!r}")
+    _check_limits(timeout, memory_mb)
     check_folders(folders)
-    _check_limits(options.get("timeout", DEFAULT_TIMEOUT),
-                  options.get("memory_mb", DEFAULT_MEMORY_MB))
-    _select(options.get("only"))
-    read_points(options.get("points"))
+    selected = _select(only)
+    table = read_points(points)
+    enforced = _probe(memory_mb)
+
+    def one(folder: str) -> Grading:
+        start = time.perf_counter()
+        grading = Grading(folder, timeout=timeout, memory_mb=memory_mb,
+                          memory_limit_enforced=enforced,
+                          points_file=points if isinstance(points, str) else None)
+        shown = os.path.normpath(folder)
+        if on_start is not None:
+            on_start(grading)
+        for exercise in selected:
+            graded = _after_incident(exercise, grading.exercises, table[exercise.name], shown)
+            if graded is None:
+                graded = grade_exercise(exercise, folder, table[exercise.name],
+                                        timeout=timeout, memory_mb=memory_mb,
+                                        memory_limit_enforced=enforced, shown=shown)
+            grading.exercises.append(graded)
+            if progress is not None:
+                progress(graded)
+        grading.seconds = time.perf_counter() - start
+        return grading
+
+    # One job grades in this thread, so that done() comes before the next folder's
+    # on_start; several wait here for their threads, in the order of ``folders``.
+    pool = ThreadPoolExecutor(max_workers=min(jobs, len(folders))) if jobs > 1 else None
+    futures = [pool.submit(one, folder) for folder in folders] if pool else []
+    gradings = (future.result() for future in futures) if pool else map(one, folders)
     results: list[Grading] = []
-    with ThreadPoolExecutor(max_workers=min(jobs, len(folders)) or 1) as pool:
-        futures = [pool.submit(grade, folder, **options) for folder in folders]
-        try:
-            for future in futures:
-                results.append(future.result())
-                if done is not None:
-                    done(results[-1])
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            with _LIVE_LOCK:
-                running = list(_LIVE)
-            for process in running:
-                _kill_group(process)
-            raise
+    try:
+        for grading in gradings:
+            results.append(grading)
+            if done is not None:
+                done(grading)
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        with _LIVE_LOCK:  # (one job: its child was killed as the wait on it ended)
+            running = list(_LIVE)
+        for process in running:
+            _kill_group(process)
+        raise
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
     return results
 
 

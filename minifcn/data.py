@@ -844,11 +844,12 @@ def _unit_image(image):
     channel), or "F" grey already in [0, 1] for grey of more than 8 bits, which converting
     to RGB would clip at 255 (16-bit grey would turn white). Either can be resized."""
     if image.mode in _WIDE_GREY or image.mode in ("I", "F"):
-        grey = np.asarray(image, dtype=np.float32)
+        grey = np.array(image, dtype=np.float32)  # a copy of its own: scaled in place
         if image.mode != "F":
             full = _WIDE_GREY.get(image.mode) or (255.0 if grey.max(initial=0) <= 255 else 65535.0)
-            grey = grey / full
-        return _pil().fromarray(np.clip(grey, 0.0, 1.0))  # float32 (H, W): mode "F"
+            grey /= full
+        np.clip(grey, 0.0, 1.0, out=grey)
+        return _pil().fromarray(grey)  # float32 (H, W): mode "F"
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")  # Pillow converts a transparent palette through RGBA
     return image if image.mode == "RGB" else image.convert("RGB")

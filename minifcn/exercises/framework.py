@@ -159,11 +159,11 @@ class OwnCodeOnly:
         self._entered: list[tuple[str, str, int]] = []
 
     def _trace(self, frame, event, arg):
-        path = frame.f_code.co_filename
-        if path.startswith(_PACKAGE + os.sep) and not path.startswith(_ALLOWED):
-            code = frame.f_code
-            self._entered.append((getattr(code, "co_qualname", code.co_name), path,
-                                  frame.f_lineno))
+        code = frame.f_code
+        if code.co_filename.startswith(_PACKAGE + os.sep) and \
+                not code.co_filename.startswith(_ALLOWED):
+            self._entered.append((getattr(code, "co_qualname", code.co_name),
+                                  code.co_filename, frame.f_lineno))
             raise _MinifcnCodeRan
         return None  # no per-line tracing inside the frame
 

@@ -495,7 +495,7 @@ def _saved_run(path: str, device: str):
         model = build_for_config(config)
     except (ValueError, TypeError) as error:
         raise ValueError(f"checkpoint {path}: its config does not describe a model minifcn "
-                         f"can build: {_first_line(error)}") from None
+                         f"can build: {launch.error_line(error)}") from None
     for key, value in state.model_state.items():
         if value.dtype.kind not in "biuf" or (value.dtype.kind == "f"
                                               and not np.isfinite(value).all()):
@@ -509,7 +509,7 @@ def _saved_run(path: str, device: str):
         model.load_state_dict(state.model_state)
     except ValueError as error:
         raise ValueError(f"checkpoint {path}: its weights do not fit the {name} its config "
-                         f"describes: {_first_line(error)}") from None
+                         f"describes: {launch.error_line(error)}") from None
     return state, config, model
 
 
@@ -528,10 +528,6 @@ def _fits(value, hint) -> bool:
         if kind in (int, str, bool, dict) and type(value) is kind:
             return True
     return False
-
-
-def _first_line(error: Exception) -> str:
-    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def _evaluate(args) -> None:
@@ -799,10 +795,7 @@ def main(argv: list[str] | None = None) -> int:
                       file=sys.stderr)
         status = command(args)
     except errors as error:
-        message = _first_line(error)
-        if isinstance(error, MemoryError):  # NumPy's "Unable to allocate 1.00 TiB for ..."
-            message = f"not enough memory: {message}; try smaller sizes"
-        print(f"minifcn {args.command}: error: {message}", file=sys.stderr)
+        print(f"minifcn {args.command}: error: {launch.error_line(error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"minifcn {args.command}: interrupted", file=sys.stderr)

@@ -37,7 +37,8 @@ from collections.abc import Callable
 from . import backend, distributed
 
 __all__ = ["WORKERS_VARIABLE", "RanksDidNotStart", "available_cores", "default_workers",
-           "find_mpiexec", "pin_blas_threads", "resolve_workers", "run_rank", "run_workers"]
+           "error_line", "find_mpiexec", "pin_blas_threads", "resolve_workers", "run_rank",
+           "run_workers"]
 
 WORKERS_VARIABLE = "MINIFCN_WORKERS"
 """The default of ``--workers`` when set (``1``, ``4``, ``auto``); else ``auto``."""
@@ -122,6 +123,16 @@ def pin_blas_threads() -> int | None:
     return threads
 
 
+def error_line(error: BaseException) -> str:
+    """What ``minifcn COMMAND: error: ...`` says of ``error``, in one process or in a rank:
+    the first line of its message (its type's name when it has none), and for a
+    MemoryError that memory ran out."""
+    line = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if isinstance(error, MemoryError):  # NumPy's "Unable to allocate 1.00 TiB for ..."
+        line = f"not enough memory: {line}; try smaller sizes"
+    return line
+
+
 # --- in each rank ------------------------------------------------------------------------------
 
 def run_rank(command: str, work: Callable[[], int | None], user_errors: tuple) -> int:
@@ -144,7 +155,7 @@ def run_rank(command: str, work: Callable[[], int | None], user_errors: tuple) -
         if isinstance(error, SystemExit) and not error.code:
             raise
         known = isinstance(error, user_errors)
-        cause = str(error).splitlines()[0] if str(error) else type(error).__name__
+        cause = error_line(error)
         if not known:
             cause = f"{type(error).__name__}: {cause}"
             # A bug: its traceback is worth the lines. Rank 0 alone when all fail alike.

@@ -28,7 +28,7 @@ import sys
 
 from . import get, run_checks
 from .framework import ExerciseReport, _failure_lines, _learner_line
-from .grade import MEASURING_CHECKS
+from .grade import MEASURING_CHECKS, _write_atomically
 
 # The notes of checks that measure (a timing on the grading machine) are left out of the
 # report text, so that the same submission gives the same report on every run, and kept
@@ -119,12 +119,6 @@ def grade_one(name: str, folder: str, shown_as: str) -> dict:
     return serialise(name, report, folder, shown_as)
 
 
-def _write(path: str, result: dict) -> None:
-    with open(path + ".tmp", "w") as handle:
-        json.dump(result, handle)
-    os.replace(path + ".tmp", path)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m minifcn.exercises.grade_child")
     parser.add_argument("args", nargs="+", metavar="NAME FOLDER RESULT | RESULT")
@@ -138,14 +132,15 @@ def main(argv: list[str] | None = None) -> int:
         from . import exercises
 
         (result_path,) = options.args
-        _write(result_path, {"outcome": "probe", "exercises": list(exercises()),
-                             "memory_limit_enforced": enforced})
+        _write_atomically(result_path, json.dumps({
+            "outcome": "probe", "exercises": list(exercises()),
+            "memory_limit_enforced": enforced}))
         return 0
     name, folder, result_path = options.args
     get(name)  # an unknown name is the parent's mistake: a traceback, before any learner code
     result = grade_one(name, folder, options.show_as or folder)
     result["memory_limit_enforced"] = enforced
-    _write(result_path, result)
+    _write_atomically(result_path, json.dumps(result))
     return 0
 
 

@@ -248,16 +248,14 @@ class SyncBatchNorm(BatchNorm2d):
         Returns the converted module: a new one when ``module`` itself is a BatchNorm2d,
         else ``module``, changed in place (as PyTorch)."""
         if isinstance(module, BatchNorm2d) and not isinstance(module, SyncBatchNorm):
+            arrays = module._arrays()
             converted = cls(module.num_features, module.eps, module.momentum, module.affine,
                             module.track_running_stats, process_group,
-                            device=backend.device_of(module._arrays()[0])
-                            if module._arrays() else None,
-                            dtype=module._arrays()[0].dtype if module._arrays() else None,
+                            device=backend.device_of(arrays[0]) if arrays else None,
+                            dtype=arrays[0].dtype if arrays else None,
                             bias=module.bias is not None or not module.affine)
-            for name in ("weight", "bias"):
-                if getattr(module, name) is not None:
-                    setattr(converted, name, getattr(module, name))
-            for name in ("running_mean", "running_var", "num_batches_tracked"):
+            for name in ("weight", "bias", "running_mean", "running_var",
+                         "num_batches_tracked"):  # the parameters and buffers themselves
                 if getattr(module, name) is not None:
                     setattr(converted, name, getattr(module, name))
             converted.train(module.training)

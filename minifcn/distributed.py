@@ -45,7 +45,7 @@ __all__ = ["MPI_INSTALL_HINT", "BatchShardGenerator", "DistributedUnavailableErr
            "Work", "all_gather_into_tensor", "all_reduce", "barrier", "broadcast",
            "destroy_process_group", "get_local_rank", "get_local_world_size", "get_rank",
            "get_world_size", "init_process_group", "is_available", "is_initialized",
-           "launched_world_size"]
+           "launched_rank", "launched_world_size"]
 
 MPI_INSTALL_HINT = 'pip install "minifcn[mpi]" (mpi4py and the MPICH wheel, which brings mpiexec)'
 """What to install for MPI, as the messages about a missing mpi4py say."""
@@ -75,6 +75,7 @@ _REDUCE_OPS = (ReduceOp.SUM, ReduceOp.PRODUCT, ReduceOp.MIN, ReduceOp.MAX, Reduc
 # Open MPI (OMPI_COMM_WORLD_*), PMIx launchers. Read without importing MPI, so that a plain
 # ``minifcn train`` never pays for starting it.
 _SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE")
+_RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
 _LOCAL_SIZE_VARIABLES = ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE")
 _LOCAL_RANK_VARIABLES = ("MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK")
 
@@ -91,6 +92,12 @@ def launched_world_size() -> int:
     """How many ranks an MPI launcher (``mpiexec -n N``) started this process among; 1 when
     no launcher did. Read from the environment: MPI is not started to answer."""
     return _first_int(_SIZE_VARIABLES, 1)
+
+
+def launched_rank() -> int:
+    """This process's rank among the ones an MPI launcher started (0 when no launcher did).
+    Read from the environment, as :func:`launched_world_size`."""
+    return _first_int(_RANK_VARIABLES, 0)
 
 
 def get_local_world_size() -> int:

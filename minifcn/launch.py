@@ -144,7 +144,7 @@ def run_rank(command: str, work: Callable[[], int | None], user_errors: tuple) -
     first when the error is not one of ``user_errors``, i.e. a bug), and ends every rank
     with ``MPI_Abort``: the others may be waiting for this one in a collective.
     """
-    _note_pid(_launched_rank())  # first: mpiexec has started this rank
+    _note_pid(distributed.launched_rank())  # first: mpiexec has started this rank
     group = distributed.init_process_group()
     pin_blas_threads()
     try:
@@ -165,14 +165,6 @@ def run_rank(command: str, work: Callable[[], int | None], user_errors: tuple) -
         _end_every_rank(group, f"minifcn {command}: error: rank {group.rank} of "
                                f"{group.size}: {cause}", 1)
     return 1  # not reached: MPI_Abort ends the process
-
-
-def _launched_rank() -> int:
-    for name in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK"):
-        value = os.environ.get(name, "").strip()
-        if value.isdigit():
-            return int(value)
-    return 0
 
 
 def _note_pid(rank: int) -> None:

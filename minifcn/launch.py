@@ -51,6 +51,10 @@ variable is set already."""
 # How long a rank other than 0 waits before it reports an error and ends the run: when
 # every rank fails alike (a bad option, a missing file), rank 0 reports it first and alone.
 REPORT_DELAY_SECONDS = 0.5
+# How long a rank waits between writing its line and MPI_Abort: mpiexec forwards a rank's
+# stderr through a pipe it reads when it gets to it, and an abort that comes first can end
+# the run with the line still in the pipe (the fault test saw no line once, in a full CI run).
+FORWARD_SECONDS = 0.2
 
 
 def available_cores() -> int:
@@ -186,6 +190,8 @@ def _end_every_rank(group, message: str, status: int, quiet: bool = False) -> No
             with open(os.path.join(run_dir, f"rank-{group.rank}.error"), "w") as handle:
                 handle.write(message)
     sys.stdout.flush()
+    if not quiet:
+        time.sleep(FORWARD_SECONDS)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
